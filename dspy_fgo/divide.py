@@ -1,0 +1,155 @@
+"""Divide: split a trainset into disjoint subsets that cover it (random, by an example field, clustered)."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import dspy
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+Partition = list[list[int]]
+
+
+def divide(
+    examples: Sequence[dspy.Example],
+    strategy: str | Callable = "random",
+    num_subsets: int | None = None,
+    subset_size: int | None = None,
+    seed: int = 0,
+    embedder: Callable | None = None,
+) -> Partition:
+    """Indices of ``examples`` split into disjoint, covering, non-empty subsets; deterministic for a seed.
+
+    ``strategy``: ``"random"`` (balanced sizes), ``"cluster"`` (KMeans over TF-IDF of the inputs, or over
+    ``embedder`` vectors when given), the name of an example field (one subset per value, large groups
+    split further when ``num_subsets``/``subset_size`` ask for more), or a callable
+    ``(examples) -> list of subsets of indices`` (or one label per example).
+    """
+    n = len(examples)
+    k = resolve_num_subsets(n, num_subsets, subset_size)
+    if callable(strategy):
+        parts = _from_callable(strategy, examples)
+    elif strategy == "random":
+        parts = random_partition(n, k, seed)
+    elif strategy == "cluster":
+        parts = cluster_partition(example_texts(examples), k, seed, embedder)
+    elif isinstance(strategy, str):
+        parts = field_partition(examples, strategy, k, seed)
+    else:
+        raise ValueError(f"partition must be 'random', 'cluster', a field name or a callable, got {strategy!r}")
+    check_partition(parts, n)
+    return parts
+
+
+def resolve_num_subsets(n: int, num_subsets: int | None, subset_size: int | None) -> int:
+    if n == 0:
+        raise ValueError("The trainset is empty: pass at least one dspy.Example.")
+    if num_subsets is not None and subset_size is not None:
+        raise ValueError("Give num_subsets or subset_size, not both.")
+    if subset_size is not None:
+        if subset_size < 1:
+            raise ValueError(f"subset_size must be >= 1, got {subset_size}")
+        return max(1, -(-n // subset_size))
+    k = num_subsets if num_subsets is not None else max(1, min(8, n // 4))
+    if k < 1:
+        raise ValueError(f"num_subsets must be >= 1, got {k}")
+    if k > n:
+        raise ValueError(
+            f"num_subsets={k} is more than the {n} training examples: lower num_subsets or add examples."
+        )
+    return k
+
+
+def random_partition(n: int, k: int, seed: int) -> Partition:
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    return [sorted(order[i::k]) for i in range(k)]
+
+
+def field_partition(examples: Sequence[dspy.Example], key: str, k: int, seed: int) -> Partition:
+    """One subset per value of ``example[key]``; groups larger than n/k are split into balanced parts."""
+    missing = [i for i, ex in enumerate(examples) if key not in ex]
+    if missing:
+        raise ValueError(
+            f"partition={key!r}: {len(missing)} examples have no field {key!r} (first: index {missing[0]}). "
+            "Use 'random', 'cluster', or a field every example has."
+        )
+    groups: dict[Any, list[int]] = defaultdict(list)
+    for i, ex in enumerate(examples):
+        groups[str(ex[key])].append(i)
+    target = max(1, -(-len(examples) // k))
+    parts: Partition = []
+    for value in sorted(groups):
+        members = groups[value]
+        pieces = max(1, round(len(members) / target)) if len(groups) < k else 1
+        for piece in random_partition(len(members), pieces, seed):
+            parts.append(sorted(members[i] for i in piece))
+    return parts
+
+
+def cluster_partition(texts: Sequence[str], k: int, seed: int, embedder: Callable | None = None) -> Partition:
+    vectors = embed_texts(texts, embedder)
+    labels = kmeans_labels(vectors, k, seed)
+    return labels_to_partition(labels)
+
+
+def embed_texts(texts: Sequence[str], embedder: Callable | None = None) -> np.ndarray:
+    """Rows of vectors: ``embedder(texts)`` (e.g. a ``dspy.Embedder``) or TF-IDF."""
+    if embedder is not None:
+        return np.asarray(embedder(list(texts)), dtype=float)
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    try:
+        return TfidfVectorizer(max_features=4096, sublinear_tf=True).fit_transform(texts).toarray()
+    except ValueError:  # empty vocabulary: every text empty or stop words only
+        return np.zeros((len(texts), 1))
+
+
+def kmeans_labels(vectors: np.ndarray, k: int, seed: int) -> list[int]:
+    """KMeans cluster label per row; never an empty cluster, never fewer rows than clusters."""
+    from sklearn.cluster import KMeans
+
+    n = len(vectors)
+    k = max(1, min(k, n))
+    if k == 1:
+        return [0] * n
+    distinct = len({tuple(np.round(v, 8)) for v in vectors})
+    if distinct < k:  # KMeans cannot make k clusters of identical points: fall back to a balanced split
+        return [i % k for i in range(n)]
+    labels = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(vectors)
+    return [int(x) for x in labels]
+
+
+def labels_to_partition(labels: Sequence[Any]) -> Partition:
+    groups: dict[Any, list[int]] = defaultdict(list)
+    for i, label in enumerate(labels):
+        groups[label].append(i)
+    return [groups[label] for label in sorted(groups, key=lambda g: groups[g][0])]
+
+
+def example_texts(examples: Sequence[dspy.Example]) -> list[str]:
+    return ["\n".join(f"{k}: {v}" for k, v in ex.inputs().items()) for ex in examples]
+
+
+def _from_callable(fn: Callable, examples: Sequence[dspy.Example]) -> Partition:
+    result = list(fn(list(examples)))
+    if len(result) == len(examples) and not any(isinstance(r, list | tuple | set) for r in result):
+        return labels_to_partition(result)
+    return [sorted(int(i) for i in part) for part in result]
+
+
+def check_partition(parts: Partition, n: int) -> None:
+    """Raise ``ValueError`` unless ``parts`` are non-empty, disjoint and cover ``range(n)``."""
+    flat = [i for part in parts for i in part]
+    if any(not part for part in parts):
+        raise ValueError("The partition has an empty subset.")
+    if len(flat) != len(set(flat)):
+        raise ValueError("The partition's subsets overlap: every example must be in exactly one subset.")
+    if set(flat) != set(range(n)):
+        raise ValueError(f"The partition does not cover the trainset exactly ({len(set(flat))} of {n} indices).")

@@ -1,0 +1,227 @@
+"""Rollout: run a program on examples with traces -> :class:`Trajectory`; render them within a token budget."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import dspy
+
+from .accounting import count_tokens
+from .executor import parallel_map
+
+logger = logging.getLogger(__name__)
+
+CUT_MARKER = "\n...[{n} characters cut]...\n"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One predictor call inside a trajectory."""
+
+    predictor: str
+    inputs: dict[str, str]
+    outputs: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """One example's run: what went in, what came out, how it scored, and every step on the way."""
+
+    index: int
+    inputs: dict[str, str]
+    label: dict[str, str]
+    prediction: dict[str, str] | None
+    score: float
+    feedback: str | None = None
+    steps: tuple[Step, ...] = ()
+    tool_calls: tuple[dict[str, str], ...] = ()
+    error: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None or self.score < 1.0
+
+
+@dataclass(frozen=True)
+class MetricResult:
+    score: float
+    feedback: str | None = None
+
+
+def call_metric(metric: Callable, example: dspy.Example, prediction: Any, trace: Any = None) -> MetricResult:
+    """Normalize a DSPy metric's answer (number, bool or ``Prediction(score=, feedback=)``)."""
+    value = metric(example, prediction, trace)
+    if isinstance(value, dspy.Prediction) or hasattr(value, "score"):
+        feedback = getattr(value, "feedback", None)
+        return MetricResult(float(value.score), str(feedback) if feedback else None)
+    if isinstance(value, dict) and "score" in value:
+        return MetricResult(float(value["score"]), value.get("feedback"))
+    score = float(value)
+    if math.isnan(score):
+        raise ValueError("metric returned NaN")
+    return MetricResult(score)
+
+
+def run_examples(
+    program: dspy.Module,
+    examples: Sequence[dspy.Example],
+    indices: Sequence[int],
+    metric: Callable,
+    num_threads: int = 1,
+    desc: str | None = None,
+) -> list[Trajectory]:
+    """Run ``program`` on ``examples[i]`` for each i in ``indices``; never raises for one bad example."""
+    names = {id(p): name for name, p in program.named_predictors()}
+    return parallel_map(
+        lambda i: _run_one(program, names, examples[i], i, metric),
+        list(indices),
+        num_threads=num_threads,
+        desc=desc,
+    )
+
+
+def _run_one(program: dspy.Module, names: dict[int, str], example: dspy.Example, index: int, metric: Callable):
+    inputs = {k: _text(v) for k, v in example.inputs().items()}
+    label = {k: _text(v) for k, v in example.labels().items()}
+    metadata = {k: _text(example[k]) for k in ("category",) if k in example}
+    with dspy.context(trace=[]):
+        try:
+            prediction = program(**example.inputs())
+        except Exception as exc:  # a failing program run is data for the critic, not a crash
+            logger.debug("Program failed on example %d: %s", index, exc)
+            steps = _steps(dspy.settings.trace, names)
+            return Trajectory(index, inputs, label, None, 0.0, steps=steps, error=_error(exc), metadata=metadata)
+        trace = list(dspy.settings.trace)
+    steps = _steps(trace, names)
+    outputs = {k: _text(v) for k, v in prediction.items() if k != "trajectory"}
+    tools = _tool_calls(prediction)
+    try:
+        result = call_metric(metric, example, prediction, trace)
+    except Exception as exc:
+        logger.warning("Metric raised on example %d (scored 0): %s", index, exc)
+        return Trajectory(index, inputs, label, outputs, 0.0, None, steps, tools, "metric: " + _error(exc), metadata)
+    return Trajectory(index, inputs, label, outputs, result.score, result.feedback, steps, tools, None, metadata)
+
+
+def _steps(trace: list, names: dict[int, str]) -> tuple[Step, ...]:
+    steps = []
+    for predictor, inputs, outputs in trace:
+        out = dict(outputs.items()) if hasattr(outputs, "items") else {"output": outputs}
+        steps.append(
+            Step(
+                names.get(id(predictor), type(predictor).__name__),
+                {k: _text(v) for k, v in inputs.items()},
+                {k: _text(v) for k, v in out.items()},
+            )
+        )
+    return tuple(steps)
+
+
+def _tool_calls(prediction: dspy.Prediction) -> tuple[dict[str, str], ...]:
+    """Tool calls of a ``dspy.ReAct`` run, from its prediction's ``trajectory`` field."""
+    trajectory = prediction.get("trajectory") if hasattr(prediction, "get") else None
+    if not isinstance(trajectory, dict):
+        return ()
+    calls, i = [], 0
+    while f"tool_name_{i}" in trajectory:
+        calls.append(
+            {
+                "tool": _text(trajectory[f"tool_name_{i}"]),
+                "args": _text(trajectory.get(f"tool_args_{i}", {})),
+                "observation": _text(trajectory.get(f"observation_{i}", "")),
+            }
+        )
+        i += 1
+    return tuple(calls)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value, ensure_ascii=False, default=str)
+    except Exception:
+        return str(value)
+
+
+def _error(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:2000]
+
+
+def mean_score(trajectories: Sequence[Trajectory]) -> float:
+    return sum(t.score for t in trajectories) / len(trajectories) if trajectories else 0.0
+
+
+# ----- rendering within a budget ---------------------------------------------------------------------
+
+
+def cut_middle(text: str, max_chars: int) -> str:
+    """Keep the start and the end of ``text`` with a marker in between, at most about ``max_chars``."""
+    if len(text) <= max_chars:
+        return text
+    keep = max(0, max_chars - len(CUT_MARKER) - 8)
+    head, tail = keep - keep // 2, keep // 2
+    return text[:head] + CUT_MARKER.format(n=len(text) - head - tail) + text[len(text) - tail:]
+
+
+def render_trajectory(traj: Trajectory, budget_tokens: int, model: str | None = None, critique: str | None = None) -> str:
+    """Readable text of one trajectory that fits ``budget_tokens``: long fields are cut in the middle."""
+    field_chars = 4000
+    while True:
+        text = _render(traj, field_chars, critique)
+        if count_tokens(text, model) <= budget_tokens or field_chars <= 40:
+            return text if count_tokens(text, model) <= budget_tokens else _hard_cut(text, budget_tokens, model)
+        field_chars //= 2
+
+
+def _hard_cut(text: str, budget_tokens: int, model: str | None) -> str:
+    chars = max(40, budget_tokens * 3)
+    while chars > 40 and count_tokens(cut_middle(text, chars), model) > budget_tokens:
+        chars = int(chars * 0.7)
+    return cut_middle(text, chars)
+
+
+def _render(traj: Trajectory, field_chars: int, critique: str | None) -> str:
+    def fields(d: dict[str, str]) -> str:
+        return "\n".join(f"  {k}: {cut_middle(v, field_chars)}" for k, v in d.items())
+
+    lines = [f"## Example {traj.index} (score {traj.score:.2f})"]
+    if traj.metadata:
+        lines.append(fields(traj.metadata))
+    lines += ["Inputs:", fields(traj.inputs), "Expected:", fields(traj.label)]
+    lines += ["Predicted:", fields(traj.prediction) if traj.prediction is not None else "  (no prediction)"]
+    if not traj.tool_calls:  # a ReAct run is told by its tool calls; other programs by their steps
+        for n, step in enumerate(traj.steps):
+            extra = {k: v for k, v in step.outputs.items() if k not in (traj.prediction or {})}
+            if extra:
+                lines += [f"Step {n + 1} ({step.predictor}):", fields(extra)]
+    for n, call in enumerate(traj.tool_calls):
+        lines.append(f"Tool call {n + 1}: {call['tool']}({cut_middle(call['args'], field_chars)})")
+        lines.append(f"  observation: {cut_middle(call['observation'], field_chars)}")
+    if traj.feedback:
+        lines.append(f"Metric feedback: {cut_middle(traj.feedback, field_chars)}")
+    if traj.error:
+        lines.append(f"Error: {cut_middle(traj.error, field_chars)}")
+    if critique:
+        lines.append(f"Critique: {cut_middle(critique, field_chars)}")
+    return "\n".join(lines)
+
+
+def pack_within_budget(texts: Sequence[str], budget_tokens: int, model: str | None = None) -> list[list[int]]:
+    """Group consecutive texts into chunks whose summed tokens fit ``budget_tokens`` (indices per chunk)."""
+    chunks: list[list[int]] = [[]]
+    used = 0
+    for i, text in enumerate(texts):
+        tokens = count_tokens(text, model) + 2
+        if chunks[-1] and used + tokens > budget_tokens:
+            chunks.append([])
+            used = 0
+        chunks[-1].append(i)
+        used += tokens
+    return [c for c in chunks if c]

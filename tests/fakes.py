@@ -1,0 +1,112 @@
+"""Scripted fake LMs that answer by signature, for offline tests."""
+
+from __future__ import annotations
+
+import re
+import threading
+import warnings
+from collections.abc import Callable
+from types import SimpleNamespace
+
+import dspy
+from dspy.clients.base_lm import BaseLM
+
+warnings.filterwarnings("ignore", message="Implementing custom LMs through BaseLM", category=DeprecationWarning)
+
+FIELD = re.compile(r"\[\[ ## (\w+) ## \]\]\n(.*?)(?=\n\n\[\[ ## |\n\nRespond with |\n*\Z)", re.S)
+OUTPUTS = re.compile(r"Your output fields are:\n(.*?)(?:\n\n|\Z)", re.S)
+
+
+class ContextWindowExceeded(Exception):
+    """Raised like litellm's error when a prompt is longer than the fake's window."""
+
+
+class FakeLM(BaseLM):
+    """An LM whose answer is ``handler(request) -> dict of output field values``.
+
+    ``request`` has ``.system`` (the signature's instructions and field list), ``.fields`` (the input
+    field values of the last user message) and ``.outputs`` (the names of the expected output fields).
+    Usage is reported as len(text) // 4 tokens and also summed on the fake itself.
+    """
+
+    def __init__(self, handler: Callable, model: str = "fake/lm", window: int | None = None):
+        super().__init__(model=model, model_type="chat", temperature=0.0, max_tokens=500, cache=False)
+        self.handler, self.window = handler, window
+        self.calls = self.prompt_tokens = self.completion_tokens = 0
+        self.overflows = 0
+        self._lock = threading.Lock()
+        self.requests: list[SimpleNamespace] = []
+
+    def forward(self, prompt=None, messages=None, **kwargs):
+        system = "\n".join(m["content"] for m in messages if m["role"] == "system")
+        user = messages[-1]["content"]
+        prompt_text = "\n".join(str(m["content"]) for m in messages)
+        prompt_tokens = len(prompt_text) // 4
+        if self.window is not None and prompt_tokens > self.window:
+            with self._lock:
+                self.overflows += 1
+            raise ContextWindowExceeded(f"prompt of {prompt_tokens} tokens exceeds the window of {self.window}")
+        outputs_block = OUTPUTS.search(system)
+        outputs = re.findall(r"`(\w+)`", outputs_block.group(1)) if outputs_block else []
+        request = SimpleNamespace(system=system, fields=dict(FIELD.findall(user)), outputs=outputs)
+        answer = self.handler(request)
+        text = answer if isinstance(answer, str) else format_fields(answer)
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(text) // 4}
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        with self._lock:
+            self.calls += 1
+            self.prompt_tokens += usage["prompt_tokens"]
+            self.completion_tokens += usage["completion_tokens"]
+            self.requests.append(request)
+        choice = SimpleNamespace(message=SimpleNamespace(content=text, tool_calls=None), finish_reason="stop",
+                                 logprobs=None)
+        return SimpleNamespace(choices=[choice], usage=usage, model=self.model, _hidden_params={})
+
+
+def format_fields(values: dict) -> str:
+    return "\n\n".join(f"[[ ## {k} ## ]]\n{v}" for k, v in values.items()) + "\n\n[[ ## completed ## ]]"
+
+
+RULE = "Always answer in UPPERCASE."
+
+
+def uppercase_task(request) -> dict:
+    """Task LM: echoes the word, in uppercase only when the instructions carry the rule."""
+    word = request.fields.get("question", "").split(":")[-1].strip()
+    answer = word.upper() if "UPPERCASE" in request.system else word.lower()
+    out = {"answer": answer}
+    if "reasoning" in request.outputs:
+        out = {"reasoning": "thinking", **out}
+    return out
+
+
+def rule_optimizer(request) -> dict:
+    """Evaluator, optimizer and merge LM in one: finds and spreads the uppercase rule."""
+    if "critique" in request.outputs:
+        return {"critique": "The expected answer is in capitals; the rule is to answer in uppercase."}
+    if "lessons" in request.outputs:
+        return {"lessons": "Answers must be uppercase."}
+    if "new_text" in request.outputs:
+        current = request.fields.get("current_text", "")
+        if "uppercase" in request.fields.get("feedback", "").lower() and RULE not in current:
+            return {"new_text": f"{current} {RULE}".strip()}
+        return {"new_text": current}
+    if "merged_text" in request.outputs:
+        versions = request.fields.get("versions", "")
+        body = [line for line in versions.splitlines() if line and not line.startswith("Version")]
+        merged = " ".join(dict.fromkeys(" ".join(body).split(". ")))
+        return {"merged_text": merged}
+    raise AssertionError(f"unexpected request for outputs {request.outputs}")
+
+
+def word_examples(n: int, categories: int = 3) -> list[dspy.Example]:
+    words = ["apple", "river", "stone", "cloud", "maple", "tiger", "piano", "lemon", "ocean", "grape"]
+    return [
+        dspy.Example(question=f"word: {words[i % len(words)]}{i}", answer=f"{words[i % len(words)]}{i}".upper(),
+                     category=f"c{i % categories}").with_inputs("question")
+        for i in range(n)
+    ]
+
+
+def exact_metric(example, prediction, trace=None) -> float:
+    return float(prediction.answer == example.answer)
