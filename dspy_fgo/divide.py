@@ -111,8 +111,9 @@ def embed_texts(texts: Sequence[str], embedder: Callable | None = None) -> np.nd
         return np.zeros((len(texts), 1))
 
 
-def kmeans_labels(vectors: np.ndarray, k: int, seed: int) -> list[int]:
-    """KMeans cluster label per row; never an empty cluster, never fewer rows than clusters."""
+def kmeans_labels(vectors: np.ndarray, k: int, seed: int, balanced: bool = False) -> list[int]:
+    """KMeans cluster label per row; never more clusters than rows. ``balanced`` caps every cluster at
+    ceil(n / k) rows (points go to their nearest center with room), so recursive splits stay shallow."""
     from sklearn.cluster import KMeans
 
     n = len(vectors)
@@ -122,8 +123,23 @@ def kmeans_labels(vectors: np.ndarray, k: int, seed: int) -> list[int]:
     distinct = len({tuple(np.round(v, 8)) for v in vectors})
     if distinct < k:  # KMeans cannot make k clusters of identical points: fall back to a balanced split
         return [i % k for i in range(n)]
-    labels = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(vectors)
-    return [int(x) for x in labels]
+    model = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(vectors)
+    if not balanced:
+        return [int(x) for x in model.labels_]
+    return _capacity_assign(model.transform(vectors), capacity=-(-n // k))
+
+
+def _capacity_assign(distances: np.ndarray, capacity: int) -> list[int]:
+    """Each row to its nearest center that still has room, most confident rows first."""
+    order = np.argsort(distances.min(axis=1))
+    room = [capacity] * distances.shape[1]
+    labels = [0] * len(distances)
+    for row in order:
+        for center in np.argsort(distances[row]):
+            if room[center]:
+                labels[row], room[center] = int(center), room[center] - 1
+                break
+    return labels
 
 
 def labels_to_partition(labels: Sequence[Any]) -> Partition:

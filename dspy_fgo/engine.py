@@ -22,6 +22,8 @@ logger = logging.getLogger(__name__)
 
 # Tokens kept free for the signature's own instructions, field headers and the adapter's formatting.
 PROMPT_OVERHEAD_TOKENS = 700
+# Our counter (litellm's, tiktoken for unknown models) is not the receiving model's tokenizer: keep a margin.
+TOKENIZER_MARGIN = 0.9
 
 
 @dataclass
@@ -75,7 +77,7 @@ class Engine:
         window = context_window(lm, self.context_window_override)
         reply = int((getattr(lm, "kwargs", {}) or {}).get("max_tokens") or 1000)
         fixed = sum(count_tokens(t, lm.model) for t in fixed_texts)
-        return window - reply - fixed - PROMPT_OVERHEAD_TOKENS
+        return int(window * TOKENIZER_MARGIN) - reply - fixed - PROMPT_OVERHEAD_TOKENS
 
     def record_error(self, stage: str, message: str, **details: Any) -> None:
         logger.warning("%s error: %s", stage, message[:300])

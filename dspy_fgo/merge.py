@@ -87,11 +87,11 @@ def progressive_merge(nodes: Sequence[MergeNode], threshold: int, cluster: Clust
 
 
 def kmeans_cluster(seed: int = 0) -> ClusterFn:
-    """Cluster candidates by KMeans over TF-IDF vectors of their texts."""
+    """Cluster candidates by KMeans over TF-IDF vectors of their texts, clusters capped at ceil(n/k)."""
 
     def cluster(nodes: Sequence[MergeNode], k: int) -> list[list[int]]:
         vectors = embed_texts([n.candidate.render() for n in nodes])
-        return labels_to_partition(kmeans_labels(vectors, k, seed))
+        return labels_to_partition(kmeans_labels(vectors, k, seed, balanced=True))
 
     return cluster
 

@@ -91,6 +91,7 @@ class TextGradOptimizer(Teleprompter):
         valset = self._examples(valset, "valset", kwargs.get("input_keys")) if valset is not None else None
         seed_candidate = self._seed_candidate(student)
         engine = self._engine(student, trainset, metric)
+        self._check_windows(engine, seed_candidate)
 
         subsets, root, stopped = self.optimize(engine, seed_candidate)
         optimized = root.candidate if root is not None else seed_candidate
@@ -165,6 +166,17 @@ class TextGradOptimizer(Teleprompter):
             accounting=Accounting(**self.budgets), num_threads=self.num_threads,
             context_window_override=self.context_window,
         )
+
+    @staticmethod
+    def _check_windows(engine: Engine, seed: Candidate, minimum: int = 200) -> None:
+        for role in ("evaluator", "optimizer", "merge"):
+            left = engine.input_budget(role, seed.render())
+            if left < minimum:
+                raise ValueError(
+                    f"The {role} LM's context window is too small: {left} tokens would be left for trajectories "
+                    f"after the program's components and the reply. Use an LM with a larger window, "
+                    f"lower its max_tokens, or pass context_window=... if litellm does not know the model's."
+                )
 
     def _final_choice(self, engine: Engine, seed: Candidate, optimized: Candidate, valset, root):
         if optimized == seed:

@@ -11,6 +11,8 @@ from types import SimpleNamespace
 import dspy
 from dspy.clients.base_lm import BaseLM
 
+from dspy_fgo.accounting import count_tokens
+
 warnings.filterwarnings("ignore", message="Implementing custom LMs through BaseLM", category=DeprecationWarning)
 
 FIELD = re.compile(r"\[\[ ## (\w+) ## \]\]\n(.*?)(?=\n\n\[\[ ## |\n\nRespond with |\n*\Z)", re.S)
@@ -26,7 +28,8 @@ class FakeLM(BaseLM):
 
     ``request`` has ``.system`` (the signature's instructions and field list), ``.fields`` (the input
     field values of the last user message) and ``.outputs`` (the names of the expected output fields).
-    Usage is reported as len(text) // 4 tokens and also summed on the fake itself.
+    Usage is counted with litellm's counter (as a real tokenizer would) and also summed on the fake itself.
+    With ``window``, a prompt longer than that many tokens raises, like a real context-window error.
     """
 
     def __init__(self, handler: Callable, model: str = "fake/lm", window: int | None = None):
@@ -41,7 +44,7 @@ class FakeLM(BaseLM):
         system = "\n".join(m["content"] for m in messages if m["role"] == "system")
         user = messages[-1]["content"]
         prompt_text = "\n".join(str(m["content"]) for m in messages)
-        prompt_tokens = len(prompt_text) // 4
+        prompt_tokens = count_tokens(prompt_text)
         if self.window is not None and prompt_tokens > self.window:
             with self._lock:
                 self.overflows += 1
@@ -51,7 +54,7 @@ class FakeLM(BaseLM):
         request = SimpleNamespace(system=system, fields=dict(FIELD.findall(user)), outputs=outputs)
         answer = self.handler(request)
         text = answer if isinstance(answer, str) else format_fields(answer)
-        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(text) // 4}
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": count_tokens(text)}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         with self._lock:
             self.calls += 1
