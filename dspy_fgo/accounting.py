@@ -42,11 +42,13 @@ class RoleUsage:
 class _RoleTracker:
     """What DSPy sees as ``settings.usage_tracker``: forwards each call's usage to one role."""
 
-    def __init__(self, accounting: Accounting, role: str):
-        self.accounting, self.role = accounting, role
+    def __init__(self, accounting: Accounting, role: str, parent: Any = None):
+        self.accounting, self.role, self.parent = accounting, role, parent
 
     def add_usage(self, lm: str, usage_entry: dict[str, Any]) -> None:
         self.accounting.record(self.role, lm, usage_entry)
+        if self.parent is not None:  # an outer tracker (dspy.track_usage, a benchmark) sees the call too
+            self.parent.add_usage(lm, usage_entry)
 
     def __deepcopy__(self, memo):  # DSPy deep-copies the tracker per thread; we want one shared count.
         return self
@@ -66,7 +68,10 @@ class Accounting:
         """Count every LM call made inside this block (in any DSPy thread) and its wall time as ``name``."""
         start = time.perf_counter()
         try:
-            with dspy.context(usage_tracker=_RoleTracker(self, name)):
+            parent = dspy.settings.usage_tracker
+            if isinstance(parent, _RoleTracker):  # nested roles: the inner one counts, outer trackers see it
+                parent = parent.parent
+            with dspy.context(usage_tracker=_RoleTracker(self, name, parent)):
                 yield
         finally:
             elapsed = time.perf_counter() - start

@@ -229,3 +229,12 @@ def test_missing_optimizer_lm_is_a_clear_error():
 
 def test_fake_lm_format_helper():
     assert format_fields({"a": "1"}).startswith("[[ ## a ## ]]\n1")
+
+
+def test_outer_usage_trackers_see_every_call(lms):
+    task, opt = lms
+    with dspy.track_usage() as tracker:
+        fgo(opt).compile(dspy.Predict("question -> answer"), trainset=word_examples(8))
+    usage = tracker.get_total_tokens()
+    assert usage["fake/task"]["prompt_tokens"] == task.prompt_tokens
+    assert usage["fake/opt"]["prompt_tokens"] == opt.prompt_tokens
