@@ -1,0 +1,122 @@
+"""The methods the benchmark compares, each a factory ``(ctx) -> optimized program``.
+
+Budgets: FGO and its three schedule baselines get the same number of epochs and the same critique and
+rewrite prompts; MIPROv2 and GEPA get their ``auto`` budget (``light`` unless told otherwise);
+BootstrapFewShot and COPRO their DSPy defaults (COPRO with breadth 4, depth 2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import dspy
+
+from dspy_fgo import FGO, AllAtOnce, BatchWise, Bootstrapping
+
+
+@dataclass
+class MethodContext:
+    program: dspy.Module
+    trainset: list[dspy.Example]
+    valset: list[dspy.Example]
+    metric: Callable
+    feedback_metric: Callable
+    task_lm: dspy.LM
+    optimizer_lm: dspy.LM
+    seed: int
+    epochs: int = 2
+    num_threads: int = 2
+    partition: str = "category"
+    num_subsets: int | None = None
+    batch_size: int | None = None
+    auto: str = "light"
+    hand_written: dspy.Module | None = None
+
+
+def _textgrad_kwargs(ctx: MethodContext) -> dict[str, Any]:
+    return dict(metric=ctx.metric, optimizer_lm=ctx.optimizer_lm, task_lm=ctx.task_lm, epochs=ctx.epochs,
+                num_threads=ctx.num_threads, seed=ctx.seed)
+
+
+def _batch_size(ctx: MethodContext) -> int:
+    return ctx.batch_size or max(1, len(ctx.trainset) // 4)
+
+
+def run_fgo(ctx: MethodContext) -> dspy.Module:
+    return FGO(partition=ctx.partition, num_subsets=ctx.num_subsets, **_textgrad_kwargs(ctx)).compile(
+        ctx.program, trainset=ctx.trainset, valset=ctx.valset)
+
+
+def run_all_at_once(ctx: MethodContext) -> dspy.Module:
+    return AllAtOnce(**_textgrad_kwargs(ctx)).compile(ctx.program, trainset=ctx.trainset, valset=ctx.valset)
+
+
+def run_batch_wise(ctx: MethodContext) -> dspy.Module:
+    return BatchWise(batch_size=_batch_size(ctx), **_textgrad_kwargs(ctx)).compile(
+        ctx.program, trainset=ctx.trainset, valset=ctx.valset)
+
+
+def run_bootstrapping(ctx: MethodContext) -> dspy.Module:
+    return Bootstrapping(batch_size=_batch_size(ctx), **_textgrad_kwargs(ctx)).compile(
+        ctx.program, trainset=ctx.trainset, valset=ctx.valset)
+
+
+def run_miprov2(ctx: MethodContext) -> dspy.Module:
+    from dspy.teleprompt import MIPROv2
+
+    optimizer = MIPROv2(metric=ctx.metric, prompt_model=ctx.optimizer_lm, task_model=ctx.task_lm, auto=ctx.auto,
+                        num_threads=ctx.num_threads, seed=ctx.seed)
+    return optimizer.compile(ctx.program, trainset=ctx.trainset, valset=ctx.valset)
+
+
+def run_gepa(ctx: MethodContext) -> dspy.Module:
+    from dspy.teleprompt import GEPA
+
+    def metric(gold, pred, trace=None, pred_name=None, pred_trace=None):
+        return ctx.feedback_metric(gold, pred, trace)
+
+    optimizer = GEPA(metric=metric, auto=ctx.auto, reflection_lm=ctx.optimizer_lm, num_threads=ctx.num_threads,
+                     seed=ctx.seed)
+    return optimizer.compile(ctx.program, trainset=ctx.trainset, valset=ctx.valset)
+
+
+def run_bootstrap_fewshot(ctx: MethodContext) -> dspy.Module:
+    from dspy.teleprompt import BootstrapFewShot
+
+    return BootstrapFewShot(metric=ctx.metric).compile(ctx.program, trainset=ctx.trainset)
+
+
+def run_copro(ctx: MethodContext) -> dspy.Module:
+    from dspy.teleprompt import COPRO
+
+    optimizer = COPRO(prompt_model=ctx.optimizer_lm, metric=ctx.metric, breadth=4, depth=2)
+    return optimizer.compile(ctx.program, trainset=ctx.trainset,
+                             eval_kwargs={"num_threads": ctx.num_threads, "display_progress": False})
+
+
+def run_seed(ctx: MethodContext) -> dspy.Module:
+    """No optimization: the program as it came in."""
+    return ctx.program.deepcopy()
+
+
+def run_hand_written(ctx: MethodContext) -> dspy.Module:
+    """No optimization: the program with the task's hand-written instruction (the headroom check)."""
+    if ctx.hand_written is None:
+        raise ValueError("This task has no hand-written instruction.")
+    return ctx.hand_written.deepcopy()
+
+
+METHODS: dict[str, Callable[[MethodContext], dspy.Module]] = {
+    "seed": run_seed,
+    "hand-written": run_hand_written,
+    "fgo": run_fgo,
+    "all-at-once": run_all_at_once,
+    "batch-wise": run_batch_wise,
+    "bootstrapping": run_bootstrapping,
+    "miprov2": run_miprov2,
+    "gepa": run_gepa,
+    "bootstrap-fewshot": run_bootstrap_fewshot,
+    "copro": run_copro,
+}

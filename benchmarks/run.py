@@ -1,0 +1,177 @@
+"""Compare FGO with its baselines and DSPy's optimizers on one task, one pair of LMs, one budget.
+
+    python -m benchmarks.run --task invoices --methods seed,fgo,all-at-once,batch-wise,bootstrapping \
+        --task-lm local:qwen0.5b --optimizer-lm local:qwen1.5b --train 24 --val 8 --test 40 --seeds 0
+
+LM names are litellm model strings (``openai/gpt-4o-mini``...) or ``local:<alias>`` for the embedded
+local models (``python -m dspy_fgo.local setup`` first). Every method gets the same data and LMs; the
+task LM runs at temperature 0. Results go to ``<out>/results.json`` after every method (a finished
+method is not rerun), with a table in the terminal and ``<out>/score_vs_tokens.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import sys
+import threading
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+import dspy  # noqa: E402
+
+from benchmarks.methods import METHODS, MethodContext  # noqa: E402
+from benchmarks.report import print_table, save_plot  # noqa: E402
+from benchmarks.scoring import score_program, summarize_scores  # noqa: E402
+from benchmarks.tasks.registry import load_task  # noqa: E402
+
+logger = logging.getLogger("benchmarks.run")
+
+
+class UsageByModel:
+    """A ``dspy.settings.usage_tracker`` that splits every LM call into task-side and optimizer-side by
+    the calling LM's model name (DSPy reports every call here, copies of LMs included)."""
+
+    def __init__(self, task_model: str):
+        self.task_model = task_model
+        self.lock = threading.Lock()
+        self.usage = {side: {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0} for side in ("task", "optimizer")}
+
+    def add_usage(self, lm: str, usage: dict[str, Any]) -> None:
+        side = "task" if lm == self.task_model else "optimizer"
+        with self.lock:
+            self.usage[side]["calls"] += 1
+            self.usage[side]["prompt_tokens"] += int(usage.get("prompt_tokens") or 0)
+            self.usage[side]["completion_tokens"] += int(usage.get("completion_tokens") or 0)
+
+    def __deepcopy__(self, memo):
+        return self
+
+
+def resolve_lms(task_name: str, optimizer_name: str, n_ctx: int):
+    """(task LM at temperature 0, optimizer LM, local server or None)."""
+    local = [name.split(":", 1)[1] for name in (task_name, optimizer_name) if name.startswith("local:")]
+    server = None
+    if local:
+        from dspy_fgo.local import LocalServer
+
+        server = LocalServer(models=tuple(dict.fromkeys(local)), n_ctx=n_ctx)
+        server.start()
+
+    def make(name: str, **kw):
+        if name.startswith("local:"):
+            return server.lm(name.split(":", 1)[1], **kw)
+        return dspy.LM(name, **kw)
+
+    task_lm = make(task_name, temperature=0.0, max_tokens=512)
+    optimizer_lm = make(optimizer_name, temperature=0.7, max_tokens=1024)
+    return task_lm, optimizer_lm, server
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in ("dspy", "litellm", "dspy-fgo", "llama_cpp_python", "gepa", "optuna", "scikit-learn"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def run_method(name: str, ctx: MethodContext, test, metric, out_dir: Path) -> dict[str, Any]:
+    tracker = UsageByModel(ctx.task_lm.model)
+    started = time.perf_counter()
+    with dspy.context(lm=ctx.task_lm, usage_tracker=tracker):
+        program = METHODS[name](ctx)
+    seconds = time.perf_counter() - started
+    scores = score_program(program, test, metric, ctx.task_lm)
+    run: dict[str, Any] = {
+        "method": name, "seed": ctx.seed, "optimize_seconds": seconds,
+        "optimizer_side": tracker.usage["optimizer"], "task_side_during_optimization": tracker.usage["task"],
+        "test": summarize_scores(scores, test), "test_scores": scores,
+        "instructions": {path: p.signature.instructions for path, p in program.named_predictors()},
+        "demos": sum(len(p.demos) for p in program.predictors()),
+    }
+    result = getattr(program, "fgo_result", None)
+    if result is not None:
+        run["fgo"] = {"final_choice": result.final_choice, "reason": result.reason, "errors": len(result.errors),
+                      "context_trims": result.accounting.get("context_trims", 0), "val_scores": result.val_scores,
+                      "roles": result.accounting.get("roles", {})}
+        result.to_json(out_dir / f"{name}-seed{ctx.seed}.fgo.json")
+    program.save(str(out_dir / f"{name}-seed{ctx.seed}.program.json"))
+    return run
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--task", default="invoices")
+    p.add_argument("--methods", default="seed,fgo,all-at-once,batch-wise,bootstrapping")
+    p.add_argument("--task-lm", default="local:qwen0.5b")
+    p.add_argument("--optimizer-lm", default="local:qwen1.5b")
+    p.add_argument("--train", type=int, default=24)
+    p.add_argument("--val", type=int, default=8)
+    p.add_argument("--test", type=int, default=40)
+    p.add_argument("--seeds", default="0", help="comma-separated optimizer seeds (the data split stays fixed)")
+    p.add_argument("--data-seed", type=int, default=0)
+    p.add_argument("--profile", default="small", help="task size profile (invoices: small or paper)")
+    p.add_argument("--program", default="predict", help="predict or cot")
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--auto", default="light", help="budget of MIPROv2 and GEPA")
+    p.add_argument("--num-threads", type=int, default=2)
+    p.add_argument("--n-ctx", type=int, default=8192, help="context of the local models")
+    p.add_argument("--out", default=None, help="results folder (default benchmarks/results/<task>-<lms>)")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> dict[str, Any]:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    unknown = [m for m in args.methods.split(",") if m not in METHODS]
+    if unknown:
+        sys.exit(f"Unknown methods {unknown}; known: {sorted(METHODS)}")
+    task = load_task(args.task, train=args.train, val=args.val, test=args.test, seed=args.data_seed,
+                     profile=args.profile, program=args.program)
+    tag = f"{args.task}-{args.task_lm}-{args.optimizer_lm}".replace(":", "_").replace("/", "_")
+    out_dir = Path(args.out or Path("benchmarks/results") / tag)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results_path = out_dir / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.exists() else {"runs": {}}
+    results.update(command="python -m benchmarks.run " + " ".join(argv if argv is not None else sys.argv[1:]),
+                   args=vars(args), versions=versions(), lms={"task": args.task_lm, "optimizer": args.optimizer_lm})
+    task_lm, optimizer_lm, server = resolve_lms(args.task_lm, args.optimizer_lm, args.n_ctx)
+    try:
+        for seed in [int(s) for s in args.seeds.split(",")]:
+            for name in args.methods.split(","):
+                key = f"{name}/seed{seed}"
+                if key in results["runs"]:
+                    logger.info("%s already done: skipped", key)
+                    continue
+                ctx = MethodContext(task.program_factory(), task.train, task.val, task.metric, task.feedback_metric,
+                                    task_lm, optimizer_lm, seed, epochs=args.epochs, num_threads=args.num_threads,
+                                    auto=args.auto, hand_written=task.hand_written_program())
+                logger.info("=== %s ===", key)
+                results["runs"][key] = run_method(name, ctx, task.test, task.metric, out_dir)
+                _write_atomic(results_path, results)
+        print_table(results)
+        save_plot(results, out_dir / "score_vs_tokens.png")
+    finally:
+        if server is not None:
+            server.stop()
+    return results
+
+
+def _write_atomic(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    tmp.replace(path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""Benchmark tasks by name: data splits, the program, the metrics, a hand-written instruction."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import dspy
+
+
+@dataclass
+class TaskSpec:
+    train: list[dspy.Example]
+    val: list[dspy.Example]
+    test: list[dspy.Example]
+    program_factory: Callable[[], dspy.Module]
+    metric: Callable
+    feedback_metric: Callable
+    hand_written_program: Callable[[], dspy.Module]
+
+
+def load_task(name: str, train: int, val: int, test: int, seed: int = 0, **options) -> TaskSpec:
+    if name == "invoices":
+        return _invoices(train, val, test, seed, **options)
+    raise ValueError(f"Unknown task {name!r}; known: invoices")
+
+
+def _invoices(train: int, val: int, test: int, seed: int, profile: str = "small", program: str = "predict") -> TaskSpec:
+    from benchmarks.tasks import invoices
+
+    examples = invoices.to_examples(invoices.load_invoices(train + val + test, seed=seed, profile=profile))
+
+    def hand_written() -> dspy.Module:
+        p = invoices.make_program(program)
+        for predictor in p.predictors():
+            predictor.signature = predictor.signature.with_instructions(invoices.HAND_WRITTEN_INSTRUCTION)
+        return p
+
+    return TaskSpec(
+        train=examples[:train], val=examples[train:train + val], test=examples[train + val:],
+        program_factory=lambda: invoices.make_program(program), metric=invoices.invoice_metric,
+        feedback_metric=invoices.invoice_metric_with_feedback, hand_written_program=hand_written,
+    )
