@@ -1,0 +1,52 @@
+import json
+
+import dspy
+from fakes import FakeLM, exact_metric, rule_optimizer, uppercase_task, word_examples
+
+from benchmarks.methods import MethodContext
+from benchmarks.report import format_table, save_plot
+from benchmarks.run import UsageByModel, run_method
+from benchmarks.scoring import bootstrap_ci, summarize_scores
+
+
+def test_bootstrap_ci_brackets_the_mean_and_narrows_with_more_data():
+    small = bootstrap_ci([1, 0] * 5)
+    large = bootstrap_ci([1, 0] * 200)
+    assert small[0] < 0.5 < small[1] and large[0] < 0.5 < large[1]
+    assert large[1] - large[0] < small[1] - small[0]
+    assert bootstrap_ci([1.0] * 10) == (1.0, 1.0)
+
+
+def test_summary_breaks_scores_down_by_category():
+    examples = word_examples(6, categories=2)
+    summary = summarize_scores([1, 0, 1, 0, 1, 0], examples)
+    assert summary["score"] == 0.5 and summary["per_category"] == {"c0": 1.0, "c1": 0.0}
+
+
+def _ctx(seed=0):
+    task, opt = FakeLM(uppercase_task, model="fake/task"), FakeLM(rule_optimizer, model="fake/opt")
+    return MethodContext(dspy.Predict("question -> answer"), word_examples(8), word_examples(3), exact_metric,
+                         exact_metric, task, opt, seed, epochs=1, num_subsets=2, partition="random"), task, opt
+
+
+def test_run_method_counts_both_sides_and_scores_the_test_set(tmp_path):
+    ctx, task, opt = _ctx()
+    run = run_method("fgo", ctx, word_examples(12)[8:], exact_metric, tmp_path)
+    assert run["test"]["score"] == 1.0 and run["fgo"]["final_choice"] == "optimized"
+    assert run["optimizer_side"]["calls"] == opt.calls and run["optimizer_side"]["prompt_tokens"] == opt.prompt_tokens
+    assert run["task_side_during_optimization"]["calls"] > 0
+    assert (tmp_path / "fgo-seed0.program.json").exists() and (tmp_path / "fgo-seed0.fgo.json").exists()
+    results = {"runs": {"fgo/seed0": run, "seed/seed0": run_method("seed", _ctx()[0], word_examples(12)[8:],
+                                                                   exact_metric, tmp_path)}}
+    table = format_table(json.loads(json.dumps(results)))
+    assert "fgo" in table and "seed" in table and "c0" in table
+    save_plot(results, tmp_path / "plot.png")
+    assert (tmp_path / "plot.png").stat().st_size > 1000
+
+
+def test_usage_by_model_splits_task_and_optimizer_calls():
+    tracker = UsageByModel("fake/task")
+    tracker.add_usage("fake/task", {"prompt_tokens": 5, "completion_tokens": 1})
+    tracker.add_usage("fake/opt", {"prompt_tokens": 7, "completion_tokens": 2})
+    assert tracker.usage["task"] == {"calls": 1, "prompt_tokens": 5, "completion_tokens": 1}
+    assert tracker.usage["optimizer"] == {"calls": 1, "prompt_tokens": 7, "completion_tokens": 2}
