@@ -15,6 +15,7 @@ from typing import Any
 
 from .candidate import Candidate
 from .engine import Engine
+from .executor import parallel_map
 from .rollout import Trajectory, cut_middle, mean_score, pack_within_budget, render_trajectory
 from .signatures import CritiqueTrajectory, ProposeComponent, SummarizeCritiques
 
@@ -141,14 +142,15 @@ def textual_gradient_step(
     overflow: OverflowPolicy = OverflowPolicy(),
     critique_successes: bool = False,
 ) -> Candidate:
-    """Critique the trajectories, then rewrite every component; a failed rewrite keeps the old text."""
+    """Critique the trajectories, then rewrite every component (in parallel); a failed rewrite keeps the
+    old text."""
     critiques = critique_trajectories(engine, candidate, trajectories, critique_successes)
     feedback = render_feedback(engine, candidate, trajectories, critiques)
-    updates = {}
-    for name in candidate:
-        text = propose_component(engine, candidate, name, feedback, overflow)
-        if text and text.strip() and text.strip() != candidate[name].strip():
-            updates[name] = text.strip()
+    names = list(candidate)
+    texts = parallel_map(lambda name: propose_component(engine, candidate, name, feedback, overflow), names,
+                         engine.num_threads, desc="propose")
+    updates = {name: text.strip() for name, text in zip(names, texts, strict=True)
+               if text and text.strip() and text.strip() != candidate[name].strip()}
     return candidate.updated(updates) if updates else candidate
 
 
@@ -156,8 +158,6 @@ def critique_trajectories(
     engine: Engine, candidate: Candidate, trajectories: Sequence[Trajectory], critique_successes: bool = False
 ) -> list[str]:
     """The evaluator LM's critique of each trajectory (a fixed note for correct runs unless asked)."""
-    from .executor import parallel_map
-
     components = candidate.render()
     budget = engine.input_budget("evaluator", components)
     model = engine.evaluator_lm.model
