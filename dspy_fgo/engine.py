@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +39,8 @@ class Engine:
     accounting: Accounting = field(default_factory=Accounting)
     num_threads: int = 1
     context_window_override: int | None = None
+    max_retries: int = 2
+    checkpoint: Any = None  # a checkpoint.Checkpoint when compile() was given a log_dir
     errors: list[dict[str, Any]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -59,14 +62,22 @@ class Engine:
         return {"lm": self.task_lm} if self.task_lm is not None else {}
 
     def call(self, signature: type[dspy.Signature], role: str, **inputs: str) -> dspy.Prediction | None:
-        """One FGO prompt on the role's LM; an LM or parse failure is recorded and gives None."""
+        """One FGO prompt on the role's LM, retried with backoff on any failure (timeouts, rate limits,
+        server errors, unparseable replies); after ``max_retries`` the failure is recorded and gives None."""
         lm = self.lm_for(role)
-        try:
-            with self.accounting.role(role), dspy.context(lm=lm):
-                return dspy.Predict(signature)(**inputs)
-        except Exception as exc:
-            self.record_error(role, f"{type(exc).__name__}: {exc}", signature=signature.__name__)
-            return None
+        for attempt in range(self.max_retries + 1):
+            try:
+                with self.accounting.role(role), dspy.context(lm=lm):
+                    # a new rollout_id makes DSPy's cache miss, so a retry is a fresh sample
+                    config = {"rollout_id": attempt} if attempt else {}
+                    return dspy.Predict(signature)(**inputs, config=config)
+            except Exception as exc:
+                if attempt < self.max_retries:
+                    logger.info("%s call failed (%s), retrying", role, type(exc).__name__)
+                    time.sleep(min(8.0, 0.5 * 2**attempt))
+                    continue
+                self.record_error(role, f"{type(exc).__name__}: {exc}", signature=signature.__name__)
+        return None
 
     def lm_for(self, role: str) -> dspy.LM:
         return {"evaluator": self.evaluator_lm, "optimizer": self.optimizer_lm, "merge": self.merge_lm}[role]

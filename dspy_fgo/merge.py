@@ -104,22 +104,32 @@ class LMMerger:
         self._ids = itertools.count(first_node_id)
 
     def __call__(self, nodes: Sequence[MergeNode]) -> MergeNode:
-        base = max(nodes, key=lambda n: n.score if n.score is not None else -1.0).candidate
-        updates = {}
-        for name in base:
-            texts = [n.candidate[name] for n in nodes]
-            if len(set(texts)) > 1:
-                merged = self.merge_component(name, nodes)
-                if merged:
-                    updates[name] = merged
-        candidate = base.updated(updates) if updates else base
         indices = sorted(i for n in nodes for i in n.indices)
-        trajs = self.engine.evaluate(candidate, indices, desc="back-test")
         categories = sorted({c for n in nodes for c in n.categories})
+        checkpoint = self.engine.checkpoint
+        done = checkpoint.load_merge(nodes) if checkpoint is not None else None
+        if done is not None:
+            return MergeNode(next(self._ids), done[0], indices, done[1], list(nodes), None, categories)
+        best = max(nodes, key=lambda n: n.score if n.score is not None else -1.0)
+        if (reason := self.engine.accounting.over_budget()) is not None:
+            logger.info("Budget reached (%s): node keeps its best member instead of merging", reason)
+            return MergeNode(next(self._ids), best.candidate, indices, best.score, list(nodes), None, categories)
+        candidate = self.merge_candidates(best.candidate, nodes)
+        trajs = self.engine.evaluate(candidate, indices, desc="back-test")
         node = MergeNode(next(self._ids), candidate, indices, mean_score(trajs), list(nodes), None, categories)
         logger.info("Merged %d candidates -> node %d, back-test %.3f on %d examples",
                     len(nodes), node.node_id, node.score, len(indices))
+        if checkpoint is not None:
+            checkpoint.save_merge(nodes, node)
         return node
+
+    def merge_candidates(self, base: Candidate, nodes: Sequence[MergeNode]) -> Candidate:
+        """One merged text per component whose versions differ (components merge in parallel)."""
+        differing = [name for name in base if len({n.candidate[name] for n in nodes}) > 1]
+        merged = parallel_map(lambda name: self.merge_component(name, nodes), differing,
+                              self.engine.num_threads, desc="merge components")
+        updates = {name: text for name, text in zip(differing, merged, strict=True) if text}
+        return base.updated(updates) if updates else base
 
     def merge_component(self, name: str, nodes: Sequence[MergeNode]) -> str | None:
         budget = self.engine.input_budget("merge")

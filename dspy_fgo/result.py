@@ -27,6 +27,7 @@ class FGOResult:
     config: dict[str, Any] = field(default_factory=dict)
     stopped: str | None = None
     seconds: float = 0.0
+    resumed: dict[str, int] = field(default_factory=dict)  # subsets and merges read back from log_dir
 
     @property
     def merge_tree(self) -> list[dict[str, Any]]:
@@ -47,6 +48,7 @@ class FGOResult:
             "errors": self.errors,
             "stopped": self.stopped,
             "seconds": self.seconds,
+            "resumed": self.resumed,
         }
 
     def to_json(self, path: str | Path | None = None) -> str:

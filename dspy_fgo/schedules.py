@@ -30,7 +30,10 @@ class AllAtOnce(TextGradOptimizer):
 
     def optimize(self, engine: Engine, seed: Candidate):
         n = len(engine.trainset)
-        result = optimize_subset(engine, seed, list(range(n)), self.epochs, 0, self.overflow, self.critique_successes)
+        result = self.run_subset(engine, 0, list(range(n)), lambda: optimize_subset(
+            engine, seed, list(range(n)), self.epochs, 0, self.overflow, self.critique_successes))
+        if result is None:
+            return [], None, None
         return [result], _root(result, n), result.stopped
 
 
@@ -48,8 +51,11 @@ class _BatchSchedule(TextGradOptimizer):
     def optimize(self, engine: Engine, seed: Candidate):
         n = len(engine.trainset)
         batches, epochs = self.batches(n)
-        result = optimize_on_batches(engine, seed, batches, 0, self.overflow, self.critique_successes,
-                                     keep_best=False, indices=list(range(n)), epoch_of_step=epochs)
+        result = self.run_subset(engine, 0, list(range(n)), lambda: optimize_on_batches(
+            engine, seed, batches, 0, self.overflow, self.critique_successes, keep_best=False,
+            indices=list(range(n)), epoch_of_step=epochs))
+        if result is None:
+            return [], None, None
         return [result], _root(result, n), result.stopped
 
 

@@ -17,6 +17,7 @@ from dspy.teleprompt import Teleprompter
 
 from .accounting import Accounting
 from .candidate import COMPONENT_KINDS, Candidate
+from .checkpoint import Checkpoint, fingerprint
 from .divide import divide
 from .engine import Engine
 from .executor import parallel_map
@@ -53,6 +54,8 @@ class TextGradOptimizer(Teleprompter):
         max_lm_calls: int | None = None,
         max_tokens: int | None = None,
         max_cost: float | None = None,
+        log_dir: str | None = None,
+        max_retries: int = 2,
     ):
         super().__init__()
         if components not in COMPONENT_KINDS:
@@ -65,6 +68,7 @@ class TextGradOptimizer(Teleprompter):
         self.context_window, self.critique_successes = context_window, critique_successes
         self.input_keys = tuple(input_keys) if input_keys else None
         self.budgets = {"max_lm_calls": max_lm_calls, "max_tokens": max_tokens, "max_cost": max_cost}
+        self.log_dir, self.max_retries = log_dir, max_retries
 
     # ----- the one call ------------------------------------------------------------------------------
 
@@ -92,6 +96,8 @@ class TextGradOptimizer(Teleprompter):
         seed_candidate = self._seed_candidate(student)
         engine = self._engine(student, trainset, metric)
         self._check_windows(engine, seed_candidate)
+        if self.log_dir:
+            engine.checkpoint = Checkpoint(self.log_dir, fingerprint(self.method, self.config(), trainset, seed_candidate))
 
         subsets, root, stopped = self.optimize(engine, seed_candidate)
         optimized = root.candidate if root is not None else seed_candidate
@@ -103,7 +109,7 @@ class TextGradOptimizer(Teleprompter):
             method=self.method, seed_candidate=seed_candidate, final_candidate=final, final_choice=choice,
             reason=reason, subsets=subsets, merge_root=root, accounting=engine.accounting.to_dict(),
             val_scores=val_scores, errors=list(engine.errors), config=self.config(), stopped=stopped,
-            seconds=time.perf_counter() - started,
+            seconds=time.perf_counter() - started, resumed=self._resumed(engine),
         )
         logger.info(program.fgo_result.summary())
         return program
@@ -113,8 +119,31 @@ class TextGradOptimizer(Teleprompter):
         reason the run stopped early, if it did."""
         raise NotImplementedError
 
+    def run_subset(self, engine: Engine, subset_id: int, indices: list[int], optimize) -> SubsetResult | None:
+        """``optimize()`` for one subset, or its checkpoint; a failure is recorded and gives None so the
+        other subsets go on."""
+        if engine.checkpoint is not None:
+            done = engine.checkpoint.load_subset(subset_id, indices)
+            if done is not None:
+                return done
+        try:
+            result = optimize()
+        except ValueError:
+            raise  # a configuration problem (e.g. a window too small) is the user's to fix, not a fault
+        except Exception as exc:
+            engine.record_error("subset", f"{type(exc).__name__}: {exc}", subset=subset_id)
+            return None
+        if engine.checkpoint is not None and result.stopped is None:
+            engine.checkpoint.save_subset(result)
+        return result
+
+    @staticmethod
+    def _resumed(engine: Engine) -> dict[str, int]:
+        cp = engine.checkpoint
+        return {"subsets": cp.resumed_subsets, "merges": cp.resumed_merges} if cp is not None else {}
+
     def config(self) -> dict[str, Any]:
-        skip = {"metric", "optimizer_lm", "evaluator_lm", "merge_lm", "task_lm", "overflow"}
+        skip = {"metric", "optimizer_lm", "evaluator_lm", "merge_lm", "task_lm", "overflow", "embedder"}
         out = {k: v for k, v in vars(self).items() if k not in skip and not k.startswith("_")}
         out["lms"] = {r: getattr(getattr(self, f"{r}_lm"), "model", None)
                       for r in ("optimizer", "evaluator", "merge", "task")}
@@ -164,7 +193,7 @@ class TextGradOptimizer(Teleprompter):
             evaluator_lm=self.evaluator_lm or optimizer_lm, optimizer_lm=optimizer_lm,
             merge_lm=self.merge_lm or optimizer_lm, task_lm=self.task_lm,
             accounting=Accounting(**self.budgets), num_threads=self.num_threads,
-            context_window_override=self.context_window,
+            context_window_override=self.context_window, max_retries=self.max_retries,
         )
 
     @staticmethod
@@ -252,14 +281,8 @@ class FGO(TextGradOptimizer):
         return subsets, root, stopped
 
     def _optimize_one(self, engine: Engine, seed: Candidate, subset_id: int, indices: list[int]):
-        try:
-            return optimize_subset(engine, seed, indices, self.epochs, subset_id, self.overflow,
-                                   self.critique_successes)
-        except ValueError:
-            raise  # a configuration problem (e.g. a window too small) is the user's to fix, not a fault
-        except Exception as exc:
-            engine.record_error("subset", f"{type(exc).__name__}: {exc}", subset=subset_id)
-            return None
+        return self.run_subset(engine, subset_id, indices, lambda: optimize_subset(
+            engine, seed, indices, self.epochs, subset_id, self.overflow, self.critique_successes))
 
     @staticmethod
     def _leaf(engine: Engine, subset: SubsetResult) -> MergeNode:

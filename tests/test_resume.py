@@ -1,0 +1,99 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import dspy
+import pytest
+from fakes import FakeLM, exact_metric, rule_optimizer, uppercase_task, word_examples
+
+from dspy_fgo import FGO
+
+HERE = Path(__file__).parent
+
+
+def subset_optimizer(request):
+    """Like rule_optimizer, but each subset's rewrite names its own examples, so candidates differ."""
+    out = rule_optimizer(request)
+    if "new_text" in out and "UPPERCASE" in out["new_text"] and "Noted" not in out["new_text"]:
+        words = sorted(w for w in request.fields["feedback"].split() if w.startswith("word:"))
+        example = request.fields["feedback"].split("question: word: ")[1].split()[0]
+        out["new_text"] += f" Noted {example}{len(words)}."
+    return out
+
+
+def make_optimizer(log_dir, **kw):
+    return FGO(metric=exact_metric, optimizer_lm=FakeLM(subset_optimizer, model="fake/opt"), num_subsets=4,
+               epochs=1, num_threads=1, merge_threshold=2, log_dir=str(log_dir), **kw)
+
+
+SCRIPT = textwrap.dedent("""
+    import sys, time, json
+    sys.path.insert(0, {tests!r})
+    import dspy
+    from fakes import FakeLM, uppercase_task, word_examples
+    import test_resume
+
+    def slow_task(request):
+        time.sleep(0.03)
+        return uppercase_task(request)
+
+    with dspy.context(lm=FakeLM(slow_task, model="fake/task")):
+        out = test_resume.make_optimizer({log_dir!r}).compile(dspy.Predict("question -> answer"),
+                                                              trainset=word_examples(16))
+    print(json.dumps(out.fgo_result.final_candidate.to_dict()))
+""")
+
+
+def test_sigkill_mid_run_then_resume_gives_the_same_result_without_redoing_subsets(tmp_path):
+    log_dir = tmp_path / "run"
+    script = tmp_path / "run.py"
+    script.write_text(SCRIPT.format(tests=str(HERE), log_dir=str(log_dir)))
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
+    deadline = time.time() + 120
+    while len(list((log_dir / "subsets").glob("*.json"))) < 2:
+        assert proc.poll() is None, "the run finished before it could be killed"
+        assert time.time() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished = sorted((log_dir / "subsets").glob("*.json"))
+    done_indices = {i for f in finished for i in json.loads(f.read_text())["indices"]}
+    assert 2 <= len(finished) < 4 and not list((log_dir / "merges").glob("*.json"))
+
+    task = FakeLM(uppercase_task, model="fake/task")
+    with dspy.context(lm=task):
+        resumed = make_optimizer(log_dir).compile(dspy.Predict("question -> answer"), trainset=word_examples(16))
+        fresh = make_optimizer(tmp_path / "fresh").compile(dspy.Predict("question -> answer"),
+                                                          trainset=word_examples(16))
+    result = resumed.fgo_result
+    assert result.resumed["subsets"] == len(finished)
+    assert result.final_candidate == fresh.fgo_result.final_candidate
+    assert "Noted" in result.final_candidate["self"]
+    # no subset-stage call of the resumed run touched a finished subset's examples
+    questions = {word_examples(16)[i].question for i in done_indices}
+    # (threads=1: the unfinished subsets' evaluate + re-evaluate calls come first, then the back-tests)
+    subset_stage = [r.fields["question"] for r in task.requests[: 2 * (16 - len(done_indices))]]
+    assert subset_stage and not questions & set(subset_stage)
+
+    # a second resume does no LM work for subsets or merges at all
+    opt = FakeLM(subset_optimizer, model="fake/opt")
+    with dspy.context(lm=FakeLM(uppercase_task, model="fake/task")):
+        again = FGO(metric=exact_metric, optimizer_lm=opt, num_subsets=4, epochs=1, num_threads=1,
+                    merge_threshold=2, log_dir=str(log_dir)).compile(dspy.Predict("question -> answer"),
+                                                                     trainset=word_examples(16))
+    assert opt.calls == 0 and again.fgo_result.final_candidate == result.final_candidate
+
+
+def test_a_changed_trainset_or_config_is_refused(tmp_path):
+    with dspy.context(lm=FakeLM(uppercase_task)):
+        make_optimizer(tmp_path).compile(dspy.Predict("question -> answer"), trainset=word_examples(8))
+        with pytest.raises(ValueError, match="another trainset"):
+            make_optimizer(tmp_path).compile(dspy.Predict("question -> answer"), trainset=word_examples(9))
+        with pytest.raises(ValueError, match="another trainset"):
+            make_optimizer(tmp_path, seed=5).compile(dspy.Predict("question -> answer"), trainset=word_examples(8))
