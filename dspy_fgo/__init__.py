@@ -5,6 +5,7 @@ from .merge import MergeNode
 from .optimize import SubsetResult
 from .result import FGOResult
 from .rollout import Trajectory
+from .saving import load_program, save_program
 from .schedules import AllAtOnce, BatchWise, Bootstrapping
 from .teleprompter import FGO, FGOTeleprompter, TextGradOptimizer
 
@@ -20,5 +21,7 @@ __all__ = [
     "MergeNode",
     "SubsetResult",
     "Trajectory",
+    "save_program",
+    "load_program",
 ]
 __version__ = "0.1.0"

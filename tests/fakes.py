@@ -51,7 +51,7 @@ class FakeLM(BaseLM):
             raise ContextWindowExceeded(f"prompt of {prompt_tokens} tokens exceeds the window of {self.window}")
         outputs_block = OUTPUTS.search(system)
         outputs = re.findall(r"`(\w+)`", outputs_block.group(1)) if outputs_block else []
-        request = SimpleNamespace(system=system, fields=dict(FIELD.findall(user)), outputs=outputs)
+        request = SimpleNamespace(system=system, user=user, fields=dict(FIELD.findall(user)), outputs=outputs)
         answer = self.handler(request)
         text = answer if isinstance(answer, str) else format_fields(answer)
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": count_tokens(text)}
