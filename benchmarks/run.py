@@ -157,7 +157,8 @@ def main(argv=None) -> dict[str, Any]:
                                     task_lm, optimizer_lm, seed, epochs=args.epochs, num_threads=args.num_threads,
                                     auto=args.auto, hand_written=task.hand_written_program())
                 logger.info("=== %s ===", key)
-                results["runs"][key] = run_method(name, ctx, task.test, task.metric, out_dir)
+                results["runs"][key] = run_method(name, ctx, task.test, task.metric, out_dir) | {
+                    "command": results["command"], "train": len(task.train), "val": len(task.val)}
                 _write_atomic(results_path, results)
         print_table(results)
         save_plot(results, out_dir / "score_vs_tokens.png")

@@ -28,7 +28,9 @@ def load_task(name: str, train: int, val: int, test: int, seed: int = 0, **optio
 def _invoices(train: int, val: int, test: int, seed: int, profile: str = "small", program: str = "predict") -> TaskSpec:
     from benchmarks.tasks import invoices
 
-    examples = invoices.to_examples(invoices.load_invoices(train + val + test, seed=seed, profile=profile))
+    # The test set depends only on (test, seed): runs with other train/val sizes share it.
+    test_set = invoices.to_examples(invoices.load_invoices(test, seed=seed, profile=profile)) if test else []
+    learn = invoices.to_examples(invoices.load_invoices(train + val, seed=seed + 1, profile=profile)) if train + val else []
 
     def hand_written() -> dspy.Module:
         p = invoices.make_program(program)
@@ -37,7 +39,7 @@ def _invoices(train: int, val: int, test: int, seed: int, profile: str = "small"
         return p
 
     return TaskSpec(
-        train=examples[:train], val=examples[train:train + val], test=examples[train + val:],
+        train=learn[:train], val=learn[train:], test=test_set,
         program_factory=lambda: invoices.make_program(program), metric=invoices.invoice_metric,
         feedback_metric=invoices.invoice_metric_with_feedback, hand_written_program=hand_written,
     )
