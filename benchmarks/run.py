@@ -72,6 +72,10 @@ def resolve_lms(task_name: str, optimizer_name: str, n_ctx: int):
 
     task_lm = make(task_name, temperature=0.0, max_tokens=512)
     optimizer_lm = make(optimizer_name, temperature=0.7, max_tokens=1024)
+    if optimizer_lm.model == task_lm.model:
+        # One model in both roles: a distinct name keeps their usage apart (an OpenAI-compatible llama.cpp
+        # server answers an unknown model name with its default model).
+        optimizer_lm = optimizer_lm.copy(model=optimizer_lm.model + "-optimizer")
     return task_lm, optimizer_lm, server
 
 
