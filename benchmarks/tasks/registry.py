@@ -22,7 +22,18 @@ class TaskSpec:
 def load_task(name: str, train: int, val: int, test: int, seed: int = 0, **options) -> TaskSpec:
     if name == "invoices":
         return _invoices(train, val, test, seed, **options)
-    raise ValueError(f"Unknown task {name!r}; known: invoices")
+    if name == "household":
+        return _household(train, val, test, seed, **options)
+    raise ValueError(f"Unknown task {name!r}; known: invoices, household")
+
+
+def _household(train: int, val: int, test: int, seed: int, profile: str = "easy", program: str = "verbs") -> TaskSpec:
+    """ALFWorld-style games (the ``bench`` extra); ``profile`` is the difficulty, ``program`` the tool set."""
+    from benchmarks.tasks import household
+
+    tr, va, te, make, metric, hand = household.load_household_task(train, val, test, seed=seed, difficulty=profile,
+                                                                   tools=program)
+    return TaskSpec(tr, va, te, make, metric, household.household_metric_with_feedback, hand)
 
 
 def _invoices(train: int, val: int, test: int, seed: int, profile: str = "small", program: str = "predict") -> TaskSpec:
