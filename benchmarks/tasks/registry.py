@@ -31,6 +31,7 @@ def _household(train: int, val: int, test: int, seed: int, profile: str = "easy"
     """ALFWorld-style games (the ``bench`` extra); ``profile`` is the difficulty, ``program`` the tool set."""
     from benchmarks.tasks import household
 
+    program = program if program in ("verbs", "act") else "verbs"
     tr, va, te, make, metric, hand = household.load_household_task(train, val, test, seed=seed, difficulty=profile,
                                                                    tools=program)
     return TaskSpec(tr, va, te, make, metric, household.household_metric_with_feedback, hand)
