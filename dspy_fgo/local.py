@@ -722,6 +722,16 @@ def _state_files() -> list[Path]:
     return sorted(d.glob("*.json")) if d.is_dir() else []
 
 
+def _prune_server_logs(keep: int = 40) -> None:
+    """Keep the newest ``keep`` server logs (one is written per server start)."""
+    try:
+        logs = sorted(_logs_dir().glob("server-*.log"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in logs[keep:]:
+            old.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
 _NO_PROXY_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
@@ -791,15 +801,37 @@ def _exclude_loopback_from_proxy() -> None:
         os.environ[key] = ",".join(cur)
 
 
-# runs ``python -m llama_cpp.server ARGS`` and exits as soon as the parent process (argv[1]) is gone
-_WATCH_PARENT = """\
+# ``python -c _SERVER_MAIN PARENT_PID ARGS`` runs ``python -m llama_cpp.server ARGS`` with two changes:
+# * it exits as soon as the process PARENT_PID is gone (0: never), even if that one was SIGKILLed;
+# * requests may give ``max_completion_tokens`` (what dspy's native lm15 engine and current OpenAI
+#   clients send) instead of ``max_tokens``: llama-cpp-python 0.3.36 ignores the former and then
+#   generates until the context is full.
+_SERVER_MAIN = """\
 import os, runpy, sys, threading, time
 parent = int(sys.argv[1])
-def _watch():
-    while os.getppid() == parent:
-        time.sleep(1.0)
-    os._exit(0)
-threading.Thread(target=_watch, daemon=True).start()
+if parent:
+    def _watch():
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+    threading.Thread(target=_watch, daemon=True).start()
+
+from pydantic import model_validator
+import llama_cpp.server.types as _types
+
+def _accept_max_completion_tokens(base):
+    class Request(base):
+        @model_validator(mode="before")
+        @classmethod
+        def _max_completion_tokens(cls, data):
+            if isinstance(data, dict) and data.get("max_tokens") is None and data.get("max_completion_tokens") is not None:
+                data = dict(data, max_tokens=data["max_completion_tokens"])
+            return data
+    Request.__name__ = Request.__qualname__ = base.__name__
+    return Request
+
+for _name in ("CreateChatCompletionRequest", "CreateCompletionRequest"):
+    setattr(_types, _name, _accept_max_completion_tokens(getattr(_types, _name)))
 sys.argv = ["llama_cpp.server", *sys.argv[2:]]
 runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
 """
@@ -878,6 +910,11 @@ class LocalServer:
       With ``watch_parent=True`` (default) a server also exits by itself when the Python process that
       started it dies (even by SIGKILL), so no orphaned servers hold the RAM.
     * ``lm(alias, temperature=0.0, max_tokens=512, **kw)`` returns a ``dspy.LM`` for an alias.
+    * Server settings: ``logits_all=False`` (the server default True computes 152k logits per prompt
+      token), ``OMP_WAIT_POLICY=PASSIVE`` (busy-waiting OpenMP threads made generation ~8x slower when
+      other processes used the cores; override through ``env=``), ``max_completion_tokens`` accepted as
+      ``max_tokens`` (dspy's native engine sends the former, which 0.3.36 ignores), extra per-model
+      settings through ``model_settings=`` (``llama_cpp.server.settings.ModelSettings`` fields).
     """
 
     def __init__(
@@ -896,6 +933,7 @@ class LocalServer:
         verbose: bool = True,
         watch_parent: bool = True,
         shared: bool = False,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.models = _parse_models(models)
         self.port = port
@@ -910,6 +948,7 @@ class LocalServer:
         self.verbose = verbose
         self.watch_parent = watch_parent
         self.shared = shared
+        self.env = dict(env or {})
         self._instances: dict[str, _Instance] = {}  # alias -> instance
         self._lock = threading.RLock()
         self._atexit = False
@@ -1064,13 +1103,18 @@ class LocalServer:
         config = {"host": self.host, "port": port, "interrupt_requests": False, "models": models_cfg}
         config_path = config_dir / "config.json"
         config_path.write_text(json.dumps(config, indent=2))
+        _prune_server_logs()
         log_path = _ensure_dir(_logs_dir()) / f"server-{'+'.join(group)}-{port}.log"
-        cmd = [sys.executable, "-m", "llama_cpp.server", "--config_file", str(config_path)]
-        if self.watch_parent:  # exit when this process dies, even by SIGKILL: no orphaned servers
-            cmd = [sys.executable, "-c", _WATCH_PARENT, str(os.getpid()), *cmd[3:]]
+        # = python -m llama_cpp.server --config_file CONFIG, see _SERVER_MAIN
+        parent = os.getpid() if self.watch_parent else 0
+        cmd = [sys.executable, "-c", _SERVER_MAIN, str(parent), "--config_file", str(config_path)]
         env = dict(os.environ)
         for k in ("HOST", "PORT", "CONFIG_FILE", "MODEL"):  # llama_cpp.server reads these and would override
             env.pop(k, None)
+        # llama.cpp's OpenMP threads busy-wait between ops by default; when other processes use the cores
+        # too, that made generation ~8x and prompt processing ~2x slower (measured on a loaded 2-core VM)
+        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        env.update(self.env)
         logger.info(
             "starting llama.cpp server for %s on %s:%d (n_ctx=%d, threads=%d); log %s",
             ", ".join(group),
@@ -1081,7 +1125,10 @@ class LocalServer:
             log_path,
         )
         with open(log_path, "w") as log:
-            log.write(f"$ {' '.join(cmd)}\n{json.dumps(config, indent=2)}\n")
+            log.write(
+                f"$ {sys.executable} -m llama_cpp.server --config_file {config_path}"
+                f"  (via dspy_fgo.local._SERVER_MAIN, parent pid {parent})\n{json.dumps(config, indent=2)}\n"
+            )
             log.flush()
             proc = subprocess.Popen(
                 cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
