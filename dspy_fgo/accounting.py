@@ -85,6 +85,28 @@ class Accounting:
         with self._lock:
             self.roles.setdefault(role, RoleUsage()).add(prompt, completion, cost)
 
+    def __getstate__(self):  # travels to Ray workers without its lock
+        state = self.__dict__.copy()
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def add_from(self, other: Accounting) -> None:
+        """Add another accounting's usage (a Ray worker's) to this one."""
+        with self._lock:
+            for name, usage in other.roles.items():
+                mine = self.roles.setdefault(name, RoleUsage())
+                mine.calls += usage.calls
+                mine.prompt_tokens += usage.prompt_tokens
+                mine.completion_tokens += usage.completion_tokens
+                mine.seconds += usage.seconds
+                if usage.cost is not None:
+                    mine.cost = (mine.cost or 0.0) + usage.cost
+            self.trims += other.trims
+
     def count_trim(self) -> None:
         with self._lock:
             self.trims += 1

@@ -58,6 +58,25 @@ class Engine:
                 self.record_error("metric", t.error, example=t.index)
         return trajectories
 
+    def __getstate__(self):  # travels to Ray workers without its lock or checkpoint
+        state = self.__dict__.copy()
+        del state["_lock"]
+        state["checkpoint"] = None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def fresh_copy(self) -> Engine:
+        """A copy with its own empty accounting and error list (for work done elsewhere, then added back)."""
+        import copy
+
+        other = copy.copy(self)
+        other.accounting = Accounting(self.accounting.max_lm_calls, self.accounting.max_tokens, self.accounting.max_cost)
+        other.errors, other._lock, other.checkpoint = [], threading.Lock(), None
+        return other
+
     def _task_context(self) -> dict[str, Any]:
         return {"lm": self.task_lm} if self.task_lm is not None else {}
 

@@ -1,4 +1,4 @@
-"""Where work runs: a thread pool that carries DSPy's settings into its workers (Ray when asked).
+"""Where work runs: a thread pool that carries DSPy's settings into its workers, or Ray tasks.
 
 DSPy keeps per-thread settings (``dspy.context``: the LM, the usage tracker, the trace) in a context
 variable; plain threads would start without them. :func:`parallel_map` copies the caller's settings
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -33,7 +34,8 @@ def parallel_map(
     Exceptions propagate (callers that must survive failures catch them inside ``fn``).
     """
     items = list(items)
-    bar = tqdm(total=len(items), desc=desc, disable=not progress or not desc or len(items) <= 1, leave=False)
+    quiet = not progress or not desc or len(items) <= 1 or os.environ.get("TQDM_DISABLE", "") not in ("", "0")
+    bar = tqdm(total=len(items), desc=desc, disable=quiet, leave=False)
     try:
         if num_threads <= 1 or len(items) <= 1:
             results = []
@@ -50,3 +52,23 @@ def parallel_map(
             return results
     finally:
         bar.close()
+
+
+def ray_map(fn: Callable[[T], R], items: Sequence[T], desc: str | None = None) -> list[R]:
+    """``[fn(x) for x in items]`` as Ray tasks (on the cluster ``ray.init`` connected to, else a local one).
+
+    ``fn`` and the items travel by cloudpickle, so they must not hold locks or open connections; DSPy's
+    global settings do not travel (pass LMs explicitly). Results come back in input order.
+    """
+    try:
+        import ray
+    except ImportError as exc:
+        raise ImportError("executor='ray' needs Ray: pip install 'dspy-fgo[ray]'") from exc
+    if not ray.is_initialized():
+        ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
+    remote = ray.remote(fn)
+    refs = [remote.remote(item) for item in items]
+    results = []
+    for ref in tqdm(refs, desc=desc, disable=not desc or len(refs) <= 1, leave=False):
+        results.append(ray.get(ref))
+    return results

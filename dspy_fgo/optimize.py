@@ -212,12 +212,12 @@ def fit_feedback(engine: Engine, name: str, current: str, feedback: Sequence[str
     if overflow.mode == "trim":
         logger.info("Feedback for %s trimmed to %d of %d runs to fit the window", name, len(chunks[0]), len(feedback))
         return "\n\n".join(feedback[i] for i in chunks[0])
-    lessons = []
-    for chunk in chunks:
+    def summarize(chunk: list[int]) -> str | None:
         runs = "\n\n".join(feedback[i] for i in chunk)
         out = engine.call(SummarizeCritiques, "optimizer", component_name=name, current_text=current,
                           runs_with_critiques=runs)
-        if out is not None and out.get("lessons"):
-            lessons.append(str(out.lessons))
+        return str(out.lessons) if out is not None and out.get("lessons") else None
+
+    lessons = [t for t in parallel_map(summarize, chunks, engine.num_threads, desc="summarize") if t]
     per_part = max(40, budget * 3 // max(1, len(lessons)))  # ~3 characters a token, cut in the middle
     return "\n\n".join(f"Lessons from runs part {i + 1}:\n{cut_middle(text, per_part)}" for i, text in enumerate(lessons))

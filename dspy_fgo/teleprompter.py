@@ -20,7 +20,7 @@ from .candidate import COMPONENT_KINDS, Candidate
 from .checkpoint import Checkpoint, fingerprint
 from .divide import divide
 from .engine import Engine
-from .executor import parallel_map
+from .executor import parallel_map, ray_map
 from .merge import LMMerger, MergeNode, kmeans_cluster, progressive_merge
 from .optimize import OverflowPolicy, SubsetResult, optimize_subset
 from .result import FGOResult
@@ -191,7 +191,7 @@ class TextGradOptimizer(Teleprompter):
         return Engine(
             student=student, trainset=trainset, metric=metric,
             evaluator_lm=self.evaluator_lm or optimizer_lm, optimizer_lm=optimizer_lm,
-            merge_lm=self.merge_lm or optimizer_lm, task_lm=self.task_lm,
+            merge_lm=self.merge_lm or optimizer_lm, task_lm=self.task_lm or dspy.settings.lm,
             accounting=Accounting(**self.budgets), num_threads=self.num_threads,
             context_window_override=self.context_window, max_retries=self.max_retries,
         )
@@ -213,8 +213,8 @@ class TextGradOptimizer(Teleprompter):
         if valset is None:
             return "optimized", "no valset given: the optimized program is returned unchecked", {}
         indices = range(len(valset))
-        seed_score = mean_score(engine.evaluate(seed, indices, desc="valset seed", examples=valset))
-        opt_score = mean_score(engine.evaluate(optimized, indices, desc="valset optimized", examples=valset))
+        seed_score, opt_score = parallel_map(
+            lambda c: mean_score(engine.evaluate(c, indices, desc="valset", examples=valset)), [seed, optimized], 2)
         scores = {"seed": seed_score, "optimized": opt_score}
         if opt_score >= seed_score:
             return "optimized", f"valset score {opt_score:.3f} >= seed's {seed_score:.3f}", scores
@@ -251,9 +251,13 @@ class FGO(TextGradOptimizer):
         merge_threshold: int = 4,
         merge_clustering: str = "kmeans",
         embedder: Callable | None = None,
+        executor: str = "thread",
         **kwargs: Any,
     ):
         super().__init__(metric, **kwargs)
+        if executor not in ("thread", "ray"):
+            raise ValueError(f"executor must be 'thread' or 'ray', got {executor!r}")
+        self.executor = executor
         if merge_clustering not in ("kmeans", "none"):
             raise ValueError(f"merge_clustering must be 'kmeans' or 'none', got {merge_clustering!r}")
         if merge_threshold < 2:
@@ -266,8 +270,11 @@ class FGO(TextGradOptimizer):
         logger.info("FGO: %d subsets of sizes %s", len(parts), [len(p) for p in parts])
         outer = max(1, min(self.num_threads, len(parts)))
         engine.num_threads = max(1, self.num_threads // outer)
-        results = parallel_map(lambda job: self._optimize_one(engine, seed, *job), list(enumerate(parts)),
-                               outer, desc="FGO subsets")
+        if self.executor == "ray":
+            results = self._optimize_on_ray(engine, seed, parts)
+        else:
+            results = parallel_map(lambda job: self._optimize_one(engine, seed, *job), list(enumerate(parts)),
+                                   outer, desc="FGO subsets")
         subsets = [r for r in results if r is not None]
         stopped = next((s.stopped for s in subsets if s.stopped), None)
         leaves = [self._leaf(engine, s) for s in subsets]
@@ -284,12 +291,46 @@ class FGO(TextGradOptimizer):
         return self.run_subset(engine, subset_id, indices, lambda: optimize_subset(
             engine, seed, indices, self.epochs, subset_id, self.overflow, self.critique_successes))
 
+    def _optimize_on_ray(self, engine: Engine, seed: Candidate, parts: list[list[int]]) -> list[SubsetResult | None]:
+        """Subsets as Ray tasks; checkpoints are read and written here, on the driver."""
+        cp = engine.checkpoint
+        results = {sid: cp.load_subset(sid, idx) for sid, idx in enumerate(parts)} if cp is not None else {}
+        todo = [(sid, idx) for sid, idx in enumerate(parts) if results.get(sid) is None]
+        job = _RaySubsetJob(engine.fresh_copy(), seed, self.epochs, self.overflow, self.critique_successes)
+        for (sid, _), (result, accounting, errors) in zip(todo, ray_map(job, todo, desc="FGO subsets (ray)"),
+                                                          strict=True):
+            engine.accounting.add_from(accounting)
+            engine.errors.extend(errors)
+            if result is not None and cp is not None and result.stopped is None:
+                cp.save_subset(result)
+            results[sid] = result
+        return [results[sid] for sid in range(len(parts))]
+
     @staticmethod
     def _leaf(engine: Engine, subset: SubsetResult) -> MergeNode:
         categories = sorted({str(engine.trainset[i]["category"]) for i in subset.indices
                              if "category" in engine.trainset[i]})
         return MergeNode(subset.subset_id, subset.best_candidate, list(subset.indices), subset.best_score,
                          subset_id=subset.subset_id, categories=categories)
+
+
+class _RaySubsetJob:
+    """Algorithm 1 for one subset inside a Ray worker; returns the result with the worker's usage and errors."""
+
+    def __init__(self, engine: Engine, seed: Candidate, epochs: int, overflow: OverflowPolicy, critique_successes: bool):
+        self.engine, self.seed, self.epochs = engine, seed, epochs
+        self.overflow, self.critique_successes = overflow, critique_successes
+
+    def __call__(self, job: tuple[int, list[int]]):
+        subset_id, indices = job
+        engine = self.engine
+        try:
+            result = optimize_subset(engine, self.seed, indices, self.epochs, subset_id, self.overflow,
+                                     self.critique_successes)
+        except Exception as exc:
+            engine.record_error("subset", f"{type(exc).__name__}: {exc}", subset=subset_id)
+            result = None
+        return result, engine.accounting, engine.errors
 
 
 FGOTeleprompter = FGO
