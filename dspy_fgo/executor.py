@@ -66,9 +66,14 @@ def ray_map(fn: Callable[[T], R], items: Sequence[T], desc: str | None = None) -
         raise ImportError("executor='ray' needs Ray: pip install 'dspy-fgo[ray]'") from exc
     if not ray.is_initialized():
         ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
-    remote = ray.remote(fn)
-    refs = [remote.remote(item) for item in items]
+    remote = ray.remote(_apply)
+    fn_ref = ray.put(fn)  # shipped once, not once per item
+    refs = [remote.remote(fn_ref, item) for item in items]
     results = []
     for ref in tqdm(refs, desc=desc, disable=not desc or len(refs) <= 1, leave=False):
         results.append(ray.get(ref))
     return results
+
+
+def _apply(fn: Callable[[T], R], item: T) -> R:
+    return fn(item)

@@ -40,6 +40,15 @@ class FakeLM(BaseLM):
         self._lock = threading.Lock()
         self.requests: list[SimpleNamespace] = []
 
+    def __getstate__(self):  # picklable for Ray workers (counters then stay with the copy)
+        state = self.__dict__.copy()
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def forward(self, prompt=None, messages=None, **kwargs):
         system = "\n".join(m["content"] for m in messages if m["role"] == "system")
         user = messages[-1]["content"]
