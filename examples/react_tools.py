@@ -73,6 +73,7 @@ def main():
     parser.add_argument("--task-lm", default="local:qwen1.5b")
     parser.add_argument("--optimizer-lm", default="local:qwen1.5b")
     parser.add_argument("--train", type=int, default=8)
+    parser.add_argument("--val", type=int, default=4)
     parser.add_argument("--test", type=int, default=12)
     parser.add_argument("--out", default="react_tools_result.json")
     args = parser.parse_args()
@@ -90,7 +91,7 @@ def main():
 
     task_lm = make_lm(args.task_lm, temperature=0.0, max_tokens=400)
     optimizer_lm = make_lm(args.optimizer_lm, temperature=0.7, max_tokens=1024)
-    train, val, test = make_examples(args.train, 1), make_examples(4, 2), make_examples(args.test, 3)
+    train, val, test = make_examples(args.train, 1), make_examples(args.val, 2), make_examples(args.test, 3)
     try:
         dspy.configure(lm=task_lm)
         started = time.perf_counter()
