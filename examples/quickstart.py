@@ -7,8 +7,7 @@ the instruction on each part with critiques from the optimizer LM, and merges th
     pip install -e ".[local]" && python -m dspy_fgo.local setup   # once: builds the runtime, fetches weights
     python examples/quickstart.py                                 # see README for the measured time
 
-To use an API model instead, replace ``local_lms()`` with e.g.
-``task_lm = dspy.LM("openai/gpt-4o-mini", temperature=0); optimizer_lm = dspy.LM("openai/gpt-4o")``.
+With an API model instead: ``python examples/quickstart.py --task-lm openai/gpt-4o-mini --optimizer-lm openai/gpt-4o``.
 """
 
 import argparse
@@ -41,6 +40,8 @@ def main():
     parser.add_argument("--val", type=int, default=4)
     parser.add_argument("--test", type=int, default=12)
     parser.add_argument("--out", default="fgo_quickstart")
+    parser.add_argument("--task-lm", default="local", help="a litellm model string, or 'local' (embedded model)")
+    parser.add_argument("--optimizer-lm", default="local")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -52,8 +53,14 @@ def main():
 
     # Qwen2.5-Coder-1.5B in both roles: the 0.5B model cannot do this task with any instruction
     # (benchmarks/README.md: headroom), and one model keeps the run within 2 CPU cores' reach.
-    task_lm, optimizer_lm, server = local_lms(task="qwen1.5b", optimizer="qwen1.5b",
-                                              optimizer_kwargs={"max_tokens": 1024})
+    server = None
+    if args.task_lm == "local" or args.optimizer_lm == "local":
+        task_lm, optimizer_lm, server = local_lms(task="qwen1.5b", optimizer="qwen1.5b",
+                                                  optimizer_kwargs={"max_tokens": 1024})
+    if args.task_lm != "local":
+        task_lm = dspy.LM(args.task_lm, temperature=0.0)
+    if args.optimizer_lm != "local":
+        optimizer_lm = dspy.LM(args.optimizer_lm)
     try:
         dspy.configure(lm=task_lm)
         program = invoices.make_program("predict")
@@ -80,7 +87,8 @@ def main():
         print(f"optimization time: {minutes:.1f} min; saved to {out}/ (program.json, candidate.json, fgo_result.json)")
         print(f"\nOptimized instruction:\n{result.final_candidate[next(iter(result.final_candidate))]}")
     finally:
-        server.stop()
+        if server is not None:
+            server.stop()
 
 
 if __name__ == "__main__":
