@@ -6,6 +6,7 @@ calls FGO's signatures on the right LM under the right accounting role, and keep
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 import time
@@ -70,8 +71,6 @@ class Engine:
 
     def fresh_copy(self) -> Engine:
         """A copy with its own empty accounting and error list (for work done elsewhere, then added back)."""
-        import copy
-
         other = copy.copy(self)
         other.accounting = Accounting(self.accounting.max_lm_calls, self.accounting.max_tokens, self.accounting.max_cost)
         other.errors, other._lock, other.checkpoint = [], threading.Lock(), None

@@ -17,6 +17,7 @@ from .executor import parallel_map
 logger = logging.getLogger(__name__)
 
 CUT_MARKER = "\n...[{n} characters cut]...\n"
+METADATA_KEYS = ("category", "language")  # example fields shown as context, not as the expected answer
 
 
 @dataclass(frozen=True)
@@ -88,8 +89,8 @@ def run_examples(
 
 def _run_one(program: dspy.Module, names: dict[int, str], example: dspy.Example, index: int, metric: Callable):
     inputs = {k: _text(v) for k, v in example.inputs().items()}
-    label = {k: _text(v) for k, v in example.labels().items()}
-    metadata = {k: _text(example[k]) for k in ("category",) if k in example}
+    metadata = {k: _text(example[k]) for k in METADATA_KEYS if k in example}
+    label = {k: _text(v) for k, v in example.labels().items() if k not in metadata}
     with dspy.context(trace=[]):
         try:
             prediction = program(**example.inputs())
