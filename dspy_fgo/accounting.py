@@ -38,6 +38,15 @@ class RoleUsage:
         if cost is not None:
             self.cost = (self.cost or 0.0) + cost
 
+    def merge(self, other: RoleUsage) -> None:
+        """Add another usage record (calls and seconds included) to this one."""
+        self.calls += other.calls
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        self.seconds += other.seconds
+        if other.cost is not None:
+            self.cost = (self.cost or 0.0) + other.cost
+
 
 class _RoleTracker:
     """What DSPy sees as ``settings.usage_tracker``: forwards each call's usage to one role."""
@@ -98,13 +107,7 @@ class Accounting:
         """Add another accounting's usage (a Ray worker's) to this one."""
         with self._lock:
             for name, usage in other.roles.items():
-                mine = self.roles.setdefault(name, RoleUsage())
-                mine.calls += usage.calls
-                mine.prompt_tokens += usage.prompt_tokens
-                mine.completion_tokens += usage.completion_tokens
-                mine.seconds += usage.seconds
-                if usage.cost is not None:
-                    mine.cost = (mine.cost or 0.0) + usage.cost
+                self.roles.setdefault(name, RoleUsage()).merge(usage)
             self.trims += other.trims
 
     def count_trim(self) -> None:
@@ -116,12 +119,7 @@ class Accounting:
         with self._lock:
             for name, usage in self.roles.items():
                 if roles is None or name in roles:
-                    out.calls += usage.calls
-                    out.prompt_tokens += usage.prompt_tokens
-                    out.completion_tokens += usage.completion_tokens
-                    out.seconds += usage.seconds
-                    if usage.cost is not None:
-                        out.cost = (out.cost or 0.0) + usage.cost
+                    out.merge(usage)
         return out
 
     def over_budget(self) -> str | None:
