@@ -269,7 +269,7 @@ class FGO(TextGradOptimizer):
         parts = divide(engine.trainset, self.partition, self.num_subsets, self.subset_size, self.seed, self.embedder)
         logger.info("FGO: %d subsets of sizes %s", len(parts), [len(p) for p in parts])
         outer = max(1, min(self.num_threads, len(parts)))
-        engine.num_threads = max(1, self.num_threads // outer)
+        engine.num_threads = -(-self.num_threads // outer)  # ceil: no idle slots when subsets < threads
         if self.executor == "ray":
             results = self._optimize_on_ray(engine, seed, parts)
         else:
