@@ -238,3 +238,11 @@ def test_outer_usage_trackers_see_every_call(lms):
     usage = tracker.get_total_tokens()
     assert usage["fake/task"]["prompt_tokens"] == task.prompt_tokens
     assert usage["fake/opt"]["prompt_tokens"] == opt.prompt_tokens
+
+
+def test_result_plot_and_summary(lms, tmp_path):
+    task, opt = lms
+    result = fgo(opt, num_subsets=3).compile(dspy.Predict("question -> answer"), trainset=word_examples(9)).fgo_result
+    result.plot(tmp_path / "run.png")
+    assert (tmp_path / "run.png").stat().st_size > 1000
+    assert "fgo: chose optimized" in result.summary() and "subsets: 3" in result.summary()
