@@ -76,6 +76,7 @@ def main():
     parser.add_argument("--val", type=int, default=4)
     parser.add_argument("--test", type=int, default=12)
     parser.add_argument("--out", default="react_tools_result.json")
+    parser.add_argument("--optimizer-max-tokens", type=int, default=1024)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
@@ -90,7 +91,7 @@ def main():
         return server.lm(name.split(":", 1)[1], **kw) if name.startswith("local:") else dspy.LM(name, **kw)
 
     task_lm = make_lm(args.task_lm, temperature=0.0, max_tokens=400)
-    optimizer_lm = make_lm(args.optimizer_lm, temperature=0.7, max_tokens=1024)
+    optimizer_lm = make_lm(args.optimizer_lm, temperature=0.7, max_tokens=args.optimizer_max_tokens)
     train, val, test = make_examples(args.train, 1), make_examples(args.val, 2), make_examples(args.test, 3)
     try:
         dspy.configure(lm=task_lm)
