@@ -125,7 +125,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seeds", default="0", help="comma-separated optimizer seeds (the data split stays fixed)")
     p.add_argument("--data-seed", type=int, default=0)
     p.add_argument("--profile", default="small", help="task size profile (invoices: small or paper)")
-    p.add_argument("--program", default="predict", help="predict or cot")
+    p.add_argument("--program", default="predict", help="invoices: predict, cot, predict-json or cot-json")
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--auto", default="light", help="budget of MIPROv2 and GEPA")
     p.add_argument("--num-threads", type=int, default=2)

@@ -200,8 +200,22 @@ def test_signature_programs_and_instruction():
     assert len(signature.instructions) < 100
     assert isinstance(inv.make_program(), dspy.Predict)
     assert isinstance(inv.make_program("cot"), dspy.ChainOfThought)
+    assert isinstance(inv.make_program("cot-json").extract, dspy.ChainOfThought)
     instruction = inv.HAND_WRITTEN_INSTRUCTION
     for needed in ("cac:AdditionalDocumentReference", "cbc:DocumentType", "cac:DespatchDocumentReference",
                    "TransportEquipment", "cbc:Note", "OrderReference", "PayeeFinancialAccount", "IBAN",
                    "VKN", "contract", "quotation", '"none"', *inv.TRANSPORT_NOTE_LABELS):
         assert needed in instruction, needed
+
+
+def test_json_program_asks_for_a_json_object_and_parses_it():
+    from tests.fakes import FakeLM
+
+    lm = FakeLM(lambda request: '{"reference_number": "CMR 3230049"}')
+    program = inv.make_program("predict-json")
+    assert [name for name, _ in program.named_predictors()] == ["extract"]
+    with dspy.context(lm=lm):
+        prediction = program(invoice_xml="<Invoice/>")
+    assert prediction.reference_number == "CMR 3230049"
+    assert "JSON object" in lm.requests[-1].system
+    assert dspy.settings.adapter is None or not isinstance(dspy.settings.adapter, dspy.JSONAdapter)
