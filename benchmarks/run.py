@@ -95,7 +95,7 @@ def run_method(name: str, ctx: MethodContext, test, metric, out_dir: Path) -> di
     with dspy.context(lm=ctx.task_lm, usage_tracker=tracker):
         program = METHODS[name](ctx)
     seconds = time.perf_counter() - started
-    scores = score_program(program, test, metric, ctx.task_lm)
+    scores = score_program(program, test, metric, ctx.task_lm, num_threads=ctx.num_threads)
     run: dict[str, Any] = {
         "method": name, "seed": ctx.seed, "optimize_seconds": seconds,
         "optimizer_side": tracker.usage["optimizer"], "task_side_during_optimization": tracker.usage["task"],
@@ -128,7 +128,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--program", default="predict", help="invoices: predict, cot, predict-json or cot-json")
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--auto", default="light", help="budget of MIPROv2 and GEPA")
-    p.add_argument("--num-threads", type=int, default=2)
+    p.add_argument("--num-threads", type=int, default=2,
+                   help="threads for optimizing and scoring (1 keeps a local server's prefix cache warm for agents)")
     p.add_argument("--n-ctx", type=int, default=8192, help="context of the local models")
     p.add_argument("--out", default=None, help="results folder (default benchmarks/results/<task>-<lms>)")
     return p.parse_args(argv)

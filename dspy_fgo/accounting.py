@@ -180,6 +180,9 @@ def count_tokens(text: str, model: str | None = None) -> int:
         return max(1, len(text) // 4)
 
 
+_UNKNOWN_WINDOWS_LOGGED: set[str | None] = set()
+
+
 def context_window(lm: Any, override: int | None = None) -> int:
     """The LM's input context window in tokens: ``override``, else litellm's model info, else a default."""
     if override:
@@ -196,5 +199,8 @@ def context_window(lm: Any, override: int | None = None) -> int:
                 return int(window)
         except Exception:
             pass
-    logger.info("Context window of %s unknown; assuming %d tokens", model, DEFAULT_CONTEXT_WINDOW)
+    if model not in _UNKNOWN_WINDOWS_LOGGED:
+        _UNKNOWN_WINDOWS_LOGGED.add(model)
+        logger.info("Context window of %s unknown; assuming %d tokens (pass context_window= to set it)",
+                    model, DEFAULT_CONTEXT_WINDOW)
     return DEFAULT_CONTEXT_WINDOW

@@ -77,6 +77,7 @@ def main():
     parser.add_argument("--test", type=int, default=12)
     parser.add_argument("--out", default="react_tools_result.json")
     parser.add_argument("--optimizer-max-tokens", type=int, default=1024)
+    parser.add_argument("--seed", type=int, default=0, help="FGO's seed (the data stay fixed)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
@@ -97,7 +98,7 @@ def main():
         dspy.configure(lm=task_lm)
         started = time.perf_counter()
         optimized = FGO(metric=metric, optimizer_lm=optimizer_lm, components=args.components, num_subsets=2,
-                        epochs=1, num_threads=2).compile(make_agent(), trainset=train, valset=val)
+                        epochs=1, num_threads=2, seed=args.seed).compile(make_agent(), trainset=train, valset=val)
         minutes = (time.perf_counter() - started) / 60
         result = optimized.fgo_result
         report = {
