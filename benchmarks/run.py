@@ -71,7 +71,9 @@ def resolve_lms(task_name: str, optimizer_name: str, n_ctx: int):
         return dspy.LM(name, **kw)
 
     task_lm = make(task_name, temperature=0.0, max_tokens=512)
-    optimizer_lm = make(optimizer_name, temperature=0.7, max_tokens=1024)
+    # No DSPy cache on the optimizer side: DSPy does not report cache hits to the usage tracker, so a method
+    # run after another would get the critiques of shared trajectories for free and look cheaper.
+    optimizer_lm = make(optimizer_name, temperature=0.7, max_tokens=1024, cache=False)
     if optimizer_lm.model == task_lm.model:
         # One model in both roles: a distinct name keeps their usage apart (an OpenAI-compatible llama.cpp
         # server answers an unknown model name with its default model).

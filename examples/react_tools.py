@@ -92,7 +92,8 @@ def main():
         return server.lm(name.split(":", 1)[1], **kw) if name.startswith("local:") else dspy.LM(name, **kw)
 
     task_lm = make_lm(args.task_lm, temperature=0.0, max_tokens=400)
-    optimizer_lm = make_lm(args.optimizer_lm, temperature=0.7, max_tokens=args.optimizer_max_tokens)
+    # cache=False: DSPy reports no usage for cache hits, and the two --components runs share critiques.
+    optimizer_lm = make_lm(args.optimizer_lm, temperature=0.7, max_tokens=args.optimizer_max_tokens, cache=False)
     train, val, test = make_examples(args.train, 1), make_examples(args.val, 2), make_examples(args.test, 3)
     try:
         dspy.configure(lm=task_lm)
