@@ -126,7 +126,9 @@ def optimize_on_batches(
         current = proposed
     if not keep_best:
         result.best_candidate, result.best_score = current, None
-    logger.info("Subset %d: best score %s after %d steps", subset_id, result.best_score, len(result.steps))
+        logger.info("Subset %d: kept the last candidate after %d steps", subset_id, len(result.steps))
+    else:
+        logger.info("Subset %d: best score %s after %d steps", subset_id, result.best_score, len(result.steps))
     return result
 
 
