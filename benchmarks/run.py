@@ -168,6 +168,10 @@ def main(argv=None) -> dict[str, Any]:
                     "command": results["command"], "train": len(task.train), "val": len(task.val)}
                 _write_atomic(results_path, results)
         print_table(results)
+        if task.task_table is not None:
+            table = task.task_table(results)
+            print(table)
+            (out_dir / "task_table.txt").write_text(table + "\n")
         save_plot(results, out_dir / "score_vs_tokens.png")
     finally:
         if server is not None:

@@ -17,6 +17,7 @@ class TaskSpec:
     metric: Callable
     feedback_metric: Callable
     hand_written_program: Callable[[], dspy.Module]
+    task_table: Callable[[dict], str] | None = None  # a task-specific results table (household: the paper's Table 1)
 
 
 def load_task(name: str, train: int, val: int, test: int, seed: int = 0, **options) -> TaskSpec:
@@ -34,7 +35,8 @@ def _household(train: int, val: int, test: int, seed: int, profile: str = "easy"
     program = program if program in ("verbs", "act") else "verbs"
     tr, va, te, make, metric, hand = household.load_household_task(train, val, test, seed=seed, difficulty=profile,
                                                                    tools=program)
-    return TaskSpec(tr, va, te, make, metric, household.household_metric_with_feedback, hand)
+    return TaskSpec(tr, va, te, make, metric, household.household_metric_with_feedback, hand,
+                    task_table=household.format_table1)
 
 
 def _invoices(train: int, val: int, test: int, seed: int, profile: str = "small", program: str = "predict") -> TaskSpec:

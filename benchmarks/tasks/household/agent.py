@@ -17,6 +17,8 @@ from typing import Any
 
 import dspy
 
+from benchmarks.report import by_method
+
 from .env import OVER, HouseholdEnv
 from .generate import TASK_LABELS, TASK_TYPES, GameSpec, generate_games, load_game
 
@@ -346,10 +348,7 @@ def format_table1(results: dict[str, Any]) -> str:
     paper's Table 1 (Pick, Clean, Heat, Cool, Look, Pick Two, Average); Average is over all test games."""
     head = f"{'method':<18}" + "".join(f"{TASK_LABELS[t]:>10}" for t in TASK_TYPES) + f"{'Average':>10}"
     lines = [head, "-" * len(head)]
-    by_method: dict[str, list[dict[str, Any]]] = {}
-    for run in results.get("runs", {}).values():
-        by_method.setdefault(run["method"], []).append(run)
-    for method, runs in by_method.items():
+    for method, runs in by_method(results).items():
         cells = []
         for t in TASK_TYPES:
             values = [r["test"].get("per_category", {}).get(t) for r in runs]
