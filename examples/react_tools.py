@@ -113,6 +113,7 @@ def main():
         with open(args.out, "w") as f:
             json.dump(report, f, indent=2)
         save_program(optimized, args.out.replace(".json", ".program.json"))
+        result.to_json(args.out.replace(".json", ".fgo.json"))  # every subset's and merge's texts and scores
     finally:
         if server is not None:
             server.stop()
