@@ -97,11 +97,11 @@ def run_method(name: str, ctx: MethodContext, test, metric, out_dir: Path) -> di
     with dspy.context(lm=ctx.task_lm, usage_tracker=tracker):
         program = METHODS[name](ctx)
     seconds = time.perf_counter() - started
-    scores = score_program(program, test, metric, ctx.task_lm, num_threads=ctx.num_threads)
+    scores, predictions = score_program(program, test, metric, ctx.task_lm, num_threads=ctx.num_threads)
     run: dict[str, Any] = {
         "method": name, "seed": ctx.seed, "optimize_seconds": seconds,
         "optimizer_side": tracker.usage["optimizer"], "task_side_during_optimization": tracker.usage["task"],
-        "test": summarize_scores(scores, test), "test_scores": scores,
+        "test": summarize_scores(scores, test), "test_scores": scores, "test_predictions": predictions,
         "instructions": {path: p.signature.instructions for path, p in program.named_predictors()},
         "demos": sum(len(p.demos) for p in program.predictors()),
     }

@@ -11,12 +11,20 @@ import dspy
 
 
 def score_program(program: dspy.Module, examples: Sequence[dspy.Example], metric: Callable, lm: dspy.LM,
-                  num_threads: int = 2) -> list[float]:
-    """The metric's score on each example, with ``lm`` as the task LM (errors score 0)."""
+                  num_threads: int = 2) -> tuple[list[float], list[dict[str, Any]]]:
+    """The metric's score on each example, with ``lm`` as the task LM (errors score 0), and the short
+    fields of each prediction (answers, an agent's ``won``/``steps``) for inspection."""
     with dspy.context(lm=lm):
         result = dspy.Evaluate(devset=list(examples), metric=metric, num_threads=num_threads,
                                display_progress=True, max_errors=len(examples) + 1, failure_score=0.0)(program)
-    return [float(score) for _, _, score in result.results]
+    return [float(score) for _, _, score in result.results], [short_fields(p) for _, p, _ in result.results]
+
+
+def short_fields(prediction: Any, max_chars: int = 300) -> dict[str, Any]:
+    """The prediction's numbers, booleans and strings of at most ``max_chars`` (not trajectories)."""
+    items = prediction.items() if hasattr(prediction, "items") else []
+    return {k: v for k, v in items
+            if isinstance(v, bool | int | float) or (isinstance(v, str) and len(v) <= max_chars)}
 
 
 def bootstrap_ci(scores: Sequence[float], resamples: int = 2000, level: float = 0.95, seed: int = 0):

@@ -6,7 +6,7 @@ from fakes import FakeLM, exact_metric, rule_optimizer, uppercase_task, word_exa
 from benchmarks.methods import MethodContext
 from benchmarks.report import format_table, save_plot
 from benchmarks.run import UsageByModel, run_method
-from benchmarks.scoring import bootstrap_ci, summarize_scores
+from benchmarks.scoring import bootstrap_ci, short_fields, summarize_scores
 
 
 def test_bootstrap_ci_brackets_the_mean_and_narrows_with_more_data():
@@ -33,6 +33,7 @@ def test_run_method_counts_both_sides_and_scores_the_test_set(tmp_path):
     ctx, task, opt = _ctx()
     run = run_method("fgo", ctx, word_examples(12)[8:], exact_metric, tmp_path)
     assert run["test"]["score"] == 1.0 and run["fgo"]["final_choice"] == "optimized"
+    assert [p["answer"] for p in run["test_predictions"]] == [ex.answer for ex in word_examples(12)[8:]]
     assert run["optimizer_side"]["calls"] == opt.calls and run["optimizer_side"]["prompt_tokens"] == opt.prompt_tokens
     assert run["task_side_during_optimization"]["calls"] > 0
     assert (tmp_path / "fgo-seed0.program.json").exists() and (tmp_path / "fgo-seed0.fgo.json").exists()
@@ -50,3 +51,8 @@ def test_usage_by_model_splits_task_and_optimizer_calls():
     tracker.add_usage("fake/opt", {"prompt_tokens": 7, "completion_tokens": 2})
     assert tracker.usage["task"] == {"calls": 1, "prompt_tokens": 5, "completion_tokens": 1}
     assert tracker.usage["optimizer"] == {"calls": 1, "prompt_tokens": 7, "completion_tokens": 2}
+
+
+def test_short_fields_keep_answers_and_counts_but_not_trajectories():
+    prediction = dspy.Prediction(answer="X1", won=True, steps=12, trajectory={"thought_0": "..."}, log="x" * 500)
+    assert short_fields(prediction) == {"answer": "X1", "won": True, "steps": 12}
