@@ -27,6 +27,8 @@ import alfworld.gen.constants as constants  # noqa: E402
 import dspy  # noqa: E402
 from fakes import FakeLM  # noqa: E402
 
+from dspy_fgo.candidate import Candidate  # noqa: E402
+
 from benchmarks.tasks import household as hh  # noqa: E402
 from benchmarks.tasks.household.generate import ALFRED_TASK_TYPES, GENERATOR_VERSION, MAX_EXPERT_STEPS  # noqa: E402
 
@@ -91,6 +93,8 @@ def test_games_are_balanced_and_in_alfred_rooms(games):
             assert g.targets["parent"].lower() in g.goal
         if difficulty == "easy":
             assert g.n_receptacles <= 5 and g.n_objects <= 6
+        if difficulty == "tiny":
+            assert g.n_receptacles <= 4 and g.n_objects <= 4
     rooms = Counter(g.room for g in games)
     assert set(rooms) == {"Kitchen", "LivingRoom", "Bedroom", "Bathroom"}
     if difficulty == "standard":  # rooms of ALFWorld's size: tens of receptacles in kitchens
@@ -261,7 +265,32 @@ def test_react_agent_with_a_scripted_lm_wins_and_is_scored(easy):
             assert hh.household_metric(example, prediction) == 1.0
             feedback = hh.household_metric_with_feedback(example, prediction)
             assert feedback.score == 1.0 and feedback.feedback.startswith(f"Won in {game.expert_steps} steps")
-    assert lm.calls == sum(g.expert_steps + 2 for g in easy[:6])  # + finish and the final extraction
+    # one call per command plus finish: GameReAct skips ReAct's closing extraction call
+    assert lm.calls == sum(g.expert_steps + 1 for g in easy[:6])
+    assert prediction.final_status == "Done."
+
+
+def test_react_shows_tool_arguments_as_a_call_not_a_schema():
+    agent = hh.make_agent(max_iters=10)
+    instructions = agent.agent.react.signature.instructions
+    assert 'go_to, whose description is <desc>Go to a receptacle.</desc>. It takes {"receptacle": "<text>"}.' in instructions
+    assert "'type': 'string'" not in instructions.split("(13) finish")[0]
+    agent.agent.tools["go_to"].args["receptacle"]["description"] = "with its number, e.g. fridge 1"
+    assert str(agent.agent.tools["go_to"]).endswith('{"receptacle": "<text>"}. (receptacle: with its number, e.g. fridge 1)')
+
+
+def test_tools_take_schema_shaped_arguments_and_answer_bad_calls_in_one_line(easy):
+    tools = hh.make_agent(max_iters=10).agent.tools
+    game = easy[2]
+    receptacle = re.search(r"you see an? (\w+ \d+)", game.intro)[1]
+    with hh.episode(game, max_steps=10) as (env, _):
+        # what a 1.5B model writes after reading "It takes arguments {'receptacle': {'type': 'string'}}"
+        observation = tools["go_to"](receptacle={"type": "string", "value": receptacle})
+        assert observation.startswith(f"You arrive at {receptacle}.")
+        assert tools["take"](obj="apple 1") == 'Error: take takes {"obj": "<text>", "receptacle": "<text>"}.'
+        assert tools["look"](where="here") == "Error: look takes no arguments: {}."
+        assert env.steps == 1  # bad calls never reach the game
+        assert env.history[0][0] == f"go to {receptacle}"
 
 
 def test_play_games_records_steps_for_analysis(easy):
@@ -350,6 +379,76 @@ def test_load_household_task():
     assert "Pick" not in program.agent.signature.instructions
     assert hand_written().agent.signature.instructions.strip() == hh.HAND_WRITTEN_INSTRUCTION.strip()
     assert metric is hh.household_metric
+    act = hh.load_household_task(1, 0, 1, difficulty="easy", agent="act-commands-json")[3]()
+    assert set(act.agent.tools) == {"act", "finish"} and act.show_commands and act.json_adapter
+    act_hand = hh.load_household_task(1, 0, 1, difficulty="tiny", agent="act-commands")[5]()
+    assert act_hand.agent.signature.instructions.strip() == hh.HAND_WRITTEN_ACT_INSTRUCTION.strip()
+    assert act_hand.max_steps == hh.DEFAULT_MAX_STEPS["tiny"] and not act_hand.json_adapter
+    assert not program.show_commands and not program.json_adapter
+
+
+@pytest.mark.parametrize("kind", ["acts", "verbs-act", "json-yaml"])
+def test_unknown_agent_options_are_refused(kind):
+    with pytest.raises(ValueError, match="act-commands-json"):
+        hh.parse_agent_kind(kind)
+
+
+def test_repeating_a_command_that_did_nothing_is_pointed_out(easy):
+    with hh.episode(easy[0], max_steps=10) as (env, _):
+        assert hh.act("take unicorn 1 from desk 9") == "Nothing happens."
+        again = hh.act("take unicorn 1 from desk 9")
+        assert again == "Nothing happens. You just tried this command and nothing happened: do something else."
+        assert hh.act("look") != "Nothing happens." and hh.act("take unicorn 1 from desk 9") == "Nothing happens."
+        assert env.invalid_steps == 3 and env.steps == 4
+
+
+def test_show_commands_lists_what_the_game_accepts(easy):
+    game = easy[0]
+    with hh.episode(game, max_steps=10, show_commands=True) as (env, observation):
+        intro, listed = observation.rsplit("\nValid commands: ", 1)
+        assert intro == game.intro
+        commands = listed.rstrip(".").split(", ")
+        assert commands == [c for c in env.admissible_commands if not c.startswith("examine ")]
+        assert f"go to {kind(game.expert_plan[0].split('go to ')[-1])} 1" in commands or \
+            game.expert_plan[0] in commands
+        after = hh.act(game.expert_plan[0])
+        assert after.split("\nValid commands: ")[1].rstrip(".").split(", ") == \
+            [c for c in env.admissible_commands if not c.startswith("examine ")]
+    with hh.episode(game, max_steps=10) as (_, observation):
+        assert "Valid commands" not in observation and "Valid commands" not in hh.act("look")
+
+
+def test_json_agent_plays_through_the_json_adapter(easy):
+    seen_adapters = []
+
+    def handler(request):
+        seen_adapters.append(type(dspy.settings.adapter).__name__)
+        return json.dumps({"next_thought": "Done.", "next_tool_name": "finish", "next_tool_args": {}})
+
+    with dspy.context(lm=FakeLM(handler)):
+        prediction = hh.make_agent(max_iters=3, json_adapter=True)(game_id=easy[0].game_id)
+    assert seen_adapters == ["JSONAdapter"] and prediction.final_status == "Done."
+
+
+def test_expert_demo_shows_a_winning_episode_with_state_in_the_thoughts():
+    program = hh.load_household_task(1, 0, 1, difficulty="tiny", agent="act-commands-demo")[3]()
+    game = hh.generate_game(hh.DEMO_GAME_INDEX, seed=0, split="train", difficulty="tiny")
+    (demo,) = program.agent.react.demos
+    assert game.task_type == "pick" and demo.task_description.startswith(game.intro)
+    assert demo.next_tool_name == "act" and demo.next_tool_args == {"command": game.expert_plan[-1]}
+    for command in game.expert_plan[:-1]:
+        assert f'{{"command": "{command}"}}' in demo.trajectory
+    taken = next(c for c in game.expert_plan if c.startswith("take "))
+    held = taken.removeprefix("take ").split(" from ")[0]
+    assert demo.next_thought.endswith(f"I hold {held}. Next: {game.expert_plan[-1]}.")
+    assert "Valid commands: " in demo.trajectory
+    with hh.episode(game, max_steps=20) as (env, _):  # the demo's answer is the winning command
+        for command in game.expert_plan:
+            hh.act(command)
+        assert env.won
+    optimized = Candidate.from_program(program).updated({"agent": "Better."}).apply(program)
+    assert optimized.agent.react.demos == program.agent.react.demos
+    assert optimized.agent.signature.instructions == "Better."
 
 
 def test_format_table1():

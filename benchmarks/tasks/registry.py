@@ -29,12 +29,13 @@ def load_task(name: str, train: int, val: int, test: int, seed: int = 0, **optio
 
 
 def _household(train: int, val: int, test: int, seed: int, profile: str = "easy", program: str = "verbs") -> TaskSpec:
-    """ALFWorld-style games (the ``bench`` extra); ``profile`` is the difficulty, ``program`` the tool set."""
+    """ALFWorld-style games (the ``bench`` extra); ``profile`` is the difficulty, ``program`` the agent's options
+    (``verbs`` or ``act`` tools, ``-commands``, ``-json``; see ``household.parse_agent_kind``)."""
     from benchmarks.tasks import household
 
-    program = program if program in ("verbs", "act") else "verbs"
+    agent = "verbs" if program == "predict" else program  # the runner's default program means the default agent
     tr, va, te, make, metric, hand = household.load_household_task(train, val, test, seed=seed, difficulty=profile,
-                                                                   tools=program)
+                                                                   agent=agent)
     return TaskSpec(tr, va, te, make, metric, household.household_metric_with_feedback, hand,
                     task_table=household.format_table1)
 

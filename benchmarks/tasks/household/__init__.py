@@ -7,8 +7,13 @@ importing this package works without them, generating or playing a game does not
 """
 
 from .agent import (
+    AGENT_OPTIONS,
     DEFAULT_MAX_STEPS,
+    DEMO_GAME_INDEX,
+    HAND_WRITTEN_ACT_INSTRUCTION,
     HAND_WRITTEN_INSTRUCTION,
+    GameReAct,
+    GameTool,
     HouseholdAgent,
     HouseholdTask,
     act,
@@ -16,11 +21,13 @@ from .agent import (
     efficiency,
     episode,
     format_table1,
+    hand_written_instruction,
     household_metric,
     household_metric_with_feedback,
     load_household_task,
     make_agent,
     make_tools,
+    parse_agent_kind,
     play_games,
     summarize_games,
     to_examples,
@@ -39,9 +46,9 @@ from .generate import (
 )
 
 __all__ = [
-    "DEFAULT_MAX_STEPS", "DIFFICULTIES", "HAND_WRITTEN_INSTRUCTION", "SPLITS", "TASK_LABELS", "TASK_TYPES",
+    "AGENT_OPTIONS", "DEFAULT_MAX_STEPS", "DEMO_GAME_INDEX", "GameReAct", "GameTool", "DIFFICULTIES", "HAND_WRITTEN_ACT_INSTRUCTION", "HAND_WRITTEN_INSTRUCTION", "SPLITS", "TASK_LABELS", "TASK_TYPES",
     "GameSpec", "HouseholdAgent", "HouseholdEnv", "HouseholdTask", "act", "command_to_tool_call", "efficiency",
-    "episode", "format_table1", "generate_game", "generate_games", "household_metric",
-    "household_metric_with_feedback", "load_game", "load_household_task", "make_agent", "make_tools",
+    "episode", "format_table1", "hand_written_instruction", "generate_game", "generate_games", "household_metric",
+    "household_metric_with_feedback", "load_game", "load_household_task", "make_agent", "make_tools", "parse_agent_kind",
     "normalize_command", "play_games", "run_expert", "summarize_games", "to_examples",
 ]

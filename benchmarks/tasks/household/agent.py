@@ -20,24 +20,31 @@ import dspy
 from benchmarks.report import by_method
 
 from .env import OVER, HouseholdEnv
-from .generate import TASK_LABELS, TASK_TYPES, GameSpec, generate_games, load_game
+from .generate import TASK_LABELS, TASK_TYPES, GameSpec, generate_game, generate_games, load_game
 
-DEFAULT_MAX_STEPS = {"standard": 50, "easy": 30}
+DEFAULT_MAX_STEPS = {"standard": 50, "easy": 30, "tiny": 15}
 
 _CURRENT_ENV: contextvars.ContextVar[HouseholdEnv | None] = contextvars.ContextVar("household_env", default=None)
+_SHOW_COMMANDS: contextvars.ContextVar[bool] = contextvars.ContextVar("household_show_commands", default=False)
 
 
 @contextlib.contextmanager
-def episode(game: GameSpec | str, max_steps: int = 50) -> Iterator[tuple[HouseholdEnv, str]]:
-    """Start an episode of ``game`` that the tools act on (in this thread/context): yields (env, first observation)."""
+def episode(game: GameSpec | str, max_steps: int = 50,
+            show_commands: bool = False) -> Iterator[tuple[HouseholdEnv, str]]:
+    """Start an episode of ``game`` that the tools act on (in this thread/context): yields (env, first observation).
+
+    ``show_commands`` ends every observation with the commands the game accepts there and then (ALFWorld's
+    admissible commands), an aid for small models.
+    """
     env = HouseholdEnv(game, max_steps=max_steps)
     try:
         observation = env.reset()
-        token = _CURRENT_ENV.set(env)
+        tokens = _CURRENT_ENV.set(env), _SHOW_COMMANDS.set(show_commands)
         try:
-            yield env, observation
+            yield env, _with_commands(observation, env)
         finally:
-            _CURRENT_ENV.reset(token)
+            _CURRENT_ENV.reset(tokens[0])
+            _SHOW_COMMANDS.reset(tokens[1])
     finally:
         env.close()
 
@@ -49,12 +56,22 @@ def act(command: str) -> str:
         return "No household episode is running."
     if env.done:
         return f"{OVER} Call finish."
+    repeated = bool(env.history) and env.history[-1] == (str(command), "Nothing happens.")
     observation, done, won = env.step(command)
+    if repeated and observation == "Nothing happens.":
+        observation += " You just tried this command and nothing happened: do something else."
     if won:
         return f"{observation} Task completed! Call finish."
     if done:
         return f"{observation} Step limit reached: the episode is over. Call finish."
-    return observation
+    return _with_commands(observation, env)
+
+
+def _with_commands(observation: str, env: HouseholdEnv) -> str:
+    if not _SHOW_COMMANDS.get():
+        return observation
+    commands = [c for c in env.admissible_commands if not c.startswith("examine ")]
+    return f"{observation}\nValid commands: {', '.join(commands)}."
 
 
 # ----- tools -------------------------------------------------------------------------------------------
@@ -125,12 +142,55 @@ _VERB_TOOLS: tuple[tuple[Callable[..., str], str, str], ...] = (
 )
 
 
+class GameTool(dspy.Tool):
+    """A ``dspy.Tool`` that small models can call without drowning in tracebacks.
+
+    Arguments are game names, so they are taken leniently: a value written like its JSON schema
+    (``{"type": "string", "value": "fridge 1"}``, which 1.5B models copy from ReAct's tool list) is unwrapped
+    and other values become text. Bad calls answer with one line saying how to call the tool instead of
+    raising: ReAct would put a 5-frame traceback (~550 tokens) into the trajectory, every step.
+    """
+
+    def __call__(self, **kwargs):
+        unknown = sorted(set(kwargs) - set(self.args))
+        missing = [name for name in self.args if name not in kwargs]
+        if unknown or missing:
+            return f"Error: {self.name} takes {self.usage()}."
+        return self.func(**{name: _as_text(value) for name, value in kwargs.items()})
+
+    def usage(self) -> str:
+        """How to call the tool, e.g. ``{"receptacle": "<text>"}``; ``no arguments: {}`` for none."""
+        if not self.args:
+            return "no arguments: {}"
+        return "{" + ", ".join(f'"{name}": "<text>"' for name in self.args) + "}"
+
+    def __str__(self) -> str:
+        """ReAct's line for the tool, with arguments shown as a call (``{"receptacle": "<text>"}``), not as
+        the JSON schema ``{'receptacle': {'type': 'string'}}`` that small models copy verbatim; argument
+        descriptions (which FGO may write) follow the call."""
+        desc = f", whose description is <desc>{self.desc}</desc>.".replace("\n", "  ") if self.desc else "."
+        notes = "; ".join(f"{name}: {schema['description']}" for name, schema in self.args.items()
+                          if schema.get("description"))
+        return f"{self.name}{desc} It takes {self.usage()}." + (f" ({notes})" if notes else "")
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, dict):
+        for key in ("value", "name", "text"):
+            if key in value:
+                return _as_text(value[key])
+        return " ".join(_as_text(v) for k, v in value.items() if k not in ("type", "description"))
+    if isinstance(value, list | tuple):
+        return " ".join(_as_text(v) for v in value)
+    return str(value)
+
+
 def make_tools(kind: str = "verbs") -> list[dspy.Tool]:
     """``"verbs"``: one tool per ALFWorld verb; ``"act"``: a single tool taking the command text."""
     if kind == "verbs":
-        return [dspy.Tool(func, name=name, desc=desc) for func, name, desc in _VERB_TOOLS]
+        return [GameTool(func, name=name, desc=desc) for func, name, desc in _VERB_TOOLS]
     if kind == "act":
-        return [dspy.Tool(act, name="act", desc="Do one command in the room.")]
+        return [GameTool(act, name="act", desc="Do one command in the room.")]
     raise ValueError(f"tools must be 'verbs' or 'act', not {kind!r}")
 
 
@@ -206,20 +266,94 @@ The game says when the task is completed; then call finish.
 """
 
 
+class GameReAct(dspy.ReAct):
+    """``dspy.ReAct`` without the closing summary call: the game, not the LM, says how the episode went.
+
+    ReAct ends every run with ``extract``, an LM call over the whole trajectory (1-2 minutes of prompt
+    reading for a 1.5B model on 2 CPU cores); the agent's output here is the last thought instead.
+    """
+
+    def _call_with_potential_trajectory_truncation(self, module, trajectory, **input_args):
+        if module is self.extract:
+            thoughts = [v for k, v in trajectory.items() if k.startswith("thought_")]
+            last = str(thoughts[-1]) if thoughts else ""
+            return dspy.Prediction(**{name: last for name in self.signature.output_fields})
+        return super()._call_with_potential_trajectory_truncation(module, trajectory, **input_args)
+
+
+# For the one-tool agent that sees the valid commands (``act-commands``): a 1.5B model keeps repeating its
+# first plan, so this one asks it to restate where it is and what it holds before every command.
+HAND_WRITTEN_ACT_INSTRUCTION = """\
+You are in a house room and act with one command per step through the act tool. After each command the
+observation ends with "Valid commands: ...": your next command must be copied exactly from that list.
+
+Every step, write next_thought in this form: "I am at <place>. I hold <object or nothing>. Next: <command>."
+Read the latest observation before you decide: if it says "You arrive at X", you are at X now; if you just
+took something, you hold it. Never choose a command you just used, and never "go to" the place you are at.
+
+How the room works: you only see what is on a receptacle when you are at it. Take only the object the task
+names (take X from Y) when it is listed there; if it is not there, go to another receptacle. Once you hold
+it, do not put it back where you found it: carry it to where the task says.
+Task kinds (X: the object, Y: where it must go):
+1. "put some X on/in Y": take X, go to Y, move X to Y.
+2. "clean some X and put it in Y" / "put a clean X in Y": take X, go to sinkbasin 1, clean X with sinkbasin 1,
+   go to Y, move X to Y.
+3. "heat some X ..." / "put a hot X ...": take X, go to microwave 1, heat X with microwave 1, go to Y, move X to Y.
+4. "cool some X ..." / "put a cool X ...": take X, go to fridge 1, cool X with fridge 1, go to Y, move X to Y.
+5. "look at X under the L" / "examine the X with the L": take X, go to the receptacle where the lamp L is, use L.
+6. "put two X in Y" / "find two X and put them in Y": take one X, go to Y, move it to Y, then take the other X,
+   go to Y, move it to Y.
+When the observation says "Task completed", call finish.
+"""
+
+
+def hand_written_instruction(tools: str = "verbs") -> str:
+    """The hand-written instruction for an agent with these tools (the headroom check)."""
+    return HAND_WRITTEN_ACT_INSTRUCTION if tools == "act" else HAND_WRITTEN_INSTRUCTION
+
+
 class HouseholdAgent(dspy.Module):
     """``dspy.ReAct`` over :class:`HouseholdTask` with tools acting on a fresh episode per call."""
 
     def __init__(self, max_iters: int = 50, max_steps: int | None = None, tools: str = "verbs",
-                 instructions: str | None = None):
+                 instructions: str | None = None, show_commands: bool = False, json_adapter: bool = False,
+                 demo_game: GameSpec | str | None = None):
         super().__init__()
         self.max_steps = max_steps or max_iters
         self.tool_kind = tools
+        self.show_commands = show_commands
+        self.json_adapter = json_adapter
         signature = HouseholdTask if instructions is None else HouseholdTask.with_instructions(instructions)
-        self.agent = dspy.ReAct(signature, tools=make_tools(tools), max_iters=max_iters)
+        self.agent = GameReAct(signature, tools=make_tools(tools), max_iters=max_iters)
+        if demo_game is not None:
+            with dspy.context(adapter=self._adapter()):
+                self.agent.react.demos = [self.expert_demo(demo_game)]
+
+    def _adapter(self) -> dspy.Adapter | None:
+        return dspy.JSONAdapter() if self.json_adapter else dspy.settings.adapter
+
+    def expert_demo(self, game: GameSpec | str) -> dspy.Example:
+        """A demonstration for ReAct's step predictor: the expert's winning episode on ``game`` up to its last
+        command (the demo's answer), each thought saying where the agent is and what it holds."""
+        game = game if isinstance(game, GameSpec) else load_game(game)
+        plan, trajectory = game.expert_plan, {}
+        place, held = "the middle of the room", "nothing"
+        with episode(game, len(plan) + 1, self.show_commands) as (_, intro):
+            for i, command in enumerate(plan):
+                name, args = command_to_tool_call(command, self.tool_kind)
+                thought = f"I am at {place}. I hold {held}. Next: {command}."
+                if i == len(plan) - 1:
+                    break
+                trajectory.update({f"thought_{i}": thought, f"tool_name_{i}": name, f"tool_args_{i}": args,
+                                   f"observation_{i}": act(command)})
+                place, held = _where_after(command, place, held)
+        return dspy.Example(task_description=intro, trajectory=self.agent._format_trajectory(trajectory),
+                            next_thought=thought, next_tool_name=name, next_tool_args=args)
 
     def forward(self, game_id: str, task_description: str | None = None) -> dspy.Prediction:
         game = load_game(game_id)
-        with episode(game, self.max_steps) as (env, observation):
+        with episode(game, self.max_steps, self.show_commands) as (env, observation), \
+                dspy.context(adapter=self._adapter()):
             result = self.agent(task_description=observation)
         return dspy.Prediction(
             final_status=result.final_status, trajectory=result.trajectory, won=env.won, steps=env.steps,
@@ -228,11 +362,43 @@ class HouseholdAgent(dspy.Module):
         )
 
 
+def _where_after(command: str, place: str, held: str) -> tuple[str, str]:
+    """(place, held object) after a successful ``command``."""
+    if command.startswith("go to "):
+        return command.removeprefix("go to "), held
+    if command.startswith("take "):
+        return place, command.removeprefix("take ").split(" from ")[0]
+    if command.startswith("move "):
+        return place, "nothing"
+    return place, held
+
+
 def make_agent(max_iters: int = 50, max_steps: int | None = None, tools: str = "verbs",
-               instructions: str | None = None) -> HouseholdAgent:
+               instructions: str | None = None, show_commands: bool = False,
+               json_adapter: bool = False, demo_game: GameSpec | str | None = None) -> HouseholdAgent:
     """The benchmark's program: ReAct with at most ``max_iters`` LM steps and ``max_steps`` game commands
-    (default: as many as ``max_iters``). ``instructions`` replaces the terse task instruction."""
-    return HouseholdAgent(max_iters=max_iters, max_steps=max_steps, tools=tools, instructions=instructions)
+    (default: as many as ``max_iters``). ``instructions`` replaces the terse task instruction;
+    ``show_commands`` lists the valid commands after each observation; ``json_adapter`` runs ReAct with
+    ``dspy.JSONAdapter`` (one JSON object per step); ``demo_game`` gives ReAct the expert's episode on that
+    game as a demonstration."""
+    return HouseholdAgent(max_iters=max_iters, max_steps=max_steps, tools=tools, instructions=instructions,
+                          show_commands=show_commands, json_adapter=json_adapter, demo_game=demo_game)
+
+
+AGENT_OPTIONS = ("verbs", "act", "commands", "json", "demo")
+DEMO_GAME_INDEX = 600  # the demo is training game 600 of the series (a "pick" game), beyond any trainset drawn
+
+
+def parse_agent_kind(kind: str) -> dict[str, Any]:
+    """make_agent's options from a name like ``"act-commands-json"``: ``verbs`` or ``act`` tools, plus
+    ``commands`` (list the valid commands), ``json`` (JSONAdapter) and ``demo`` (an expert demonstration)."""
+    parts = [p for p in kind.split("-") if p]
+    unknown = [p for p in parts if p not in AGENT_OPTIONS]
+    if unknown or ("act" in parts and "verbs" in parts):
+        raise ValueError(f"household agent {kind!r}: use '-'-joined options from {AGENT_OPTIONS}, "
+                         "e.g. 'act-commands-json' (verbs or act, not both)")
+    return {"tools": "act" if "act" in parts else "verbs", "show_commands": "commands" in parts,
+            "json_adapter": "json" in parts, "demo": "demo" in parts}
 
 
 # ----- metric and data ---------------------------------------------------------------------------------
@@ -321,8 +487,10 @@ def summarize_games(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, fl
 
 
 def load_household_task(train: int, val: int, test: int, seed: int = 0, difficulty: str = "standard",
-                        max_steps: int | None = None, tools: str = "verbs"):
+                        max_steps: int | None = None, agent: str = "verbs"):
     """(train, val, test, program_factory, metric, hand_written_program_factory).
+
+    ``agent`` names the agent's options (see :func:`parse_agent_kind`), e.g. ``"act-commands-json"``.
 
     Train and val games come from ALFRED's training floor plans, test games from its held-out ones
     (unseen rooms, like ALFWorld's out-of-distribution split); each list cycles through the six task types.
@@ -331,11 +499,15 @@ def load_household_task(train: int, val: int, test: int, seed: int = 0, difficul
     seen = to_examples(generate_games(train + val, seed=seed, split="train", difficulty=difficulty))
     unseen = to_examples(generate_games(test, seed=seed, split="test", difficulty=difficulty))
 
+    options = parse_agent_kind(agent)
+    if options.pop("demo"):
+        options["demo_game"] = generate_game(DEMO_GAME_INDEX, seed=seed, split="train", difficulty=difficulty)
+
     def program_factory() -> dspy.Module:
-        return make_agent(max_iters=steps, tools=tools)
+        return make_agent(max_iters=steps, **options)
 
     def hand_written_program_factory() -> dspy.Module:
-        return make_agent(max_iters=steps, tools=tools, instructions=HAND_WRITTEN_INSTRUCTION)
+        return make_agent(max_iters=steps, instructions=hand_written_instruction(options["tools"]), **options)
 
     return seen[:train], seen[train:], unseen, program_factory, household_metric, hand_written_program_factory
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 TASK_TYPES = ("pick", "clean", "heat", "cool", "look", "pick_two")
-DIFFICULTIES = ("standard", "easy")
+DIFFICULTIES = ("standard", "easy", "tiny")
 SPLITS = ("train", "test")
 ALFRED_TASK_TYPES = {
     "pick": "pick_and_place_simple",
@@ -45,7 +45,10 @@ DEFAULT_CACHE_DIR = Path(os.environ.get("HOUSEHOLD_CACHE_DIR") or Path(__file__)
 GENERATOR_VERSION = 4  # bump when generated games change, so stale caches are not reused
 MAX_ATTEMPTS = 40  # samples tried per game before giving up
 # The expert may not need more than this many commands (ALFWorld's episodes stop at 50).
-MAX_EXPERT_STEPS = {"standard": 50, "easy": 25}
+MAX_EXPERT_STEPS = {"standard": 50, "easy": 25, "tiny": 15}
+# Small rooms: receptacles kept besides the needed ones, and distractor object types.
+_SMALL_ROOMS = {"easy": {"extra_receptacles": 2, "distractor_types": 3},
+               "tiny": {"extra_receptacles": 1, "distractor_types": 1}}
 
 _LAMPS = ("DeskLamp", "FloorLamp")
 _LAMP_HOLDERS = {"DeskLamp": ("Desk", "SideTable", "Dresser", "Shelf"),
@@ -238,9 +241,10 @@ def _sample(task_type: str, split: str, difficulty: str, rng: random.Random) -> 
     def holders(otype: str, among: list[tuple[str, str]], avoid: str = "") -> list[tuple[str, str]]:
         return [(rid, rt) for rid, rt in among if otype in val.get(rt, ()) and rt != avoid]
 
-    if difficulty == "easy":
+    small = _SMALL_ROOMS.get(difficulty)
+    if small:
         # a small room: one goal receptacle, the appliance or lamp holder needed, where the target starts
-        # (an open surface, never inside a closed one), and two more
+        # (an open surface, never inside a closed one), and one or two more
         keep: list[tuple[str, str]] = []
 
         def add(choices: list[tuple[str, str]]) -> None:
@@ -258,7 +262,7 @@ def _sample(task_type: str, split: str, difficulty: str, rng: random.Random) -> 
         add(visible or holders(obj, receptacles, avoid=parent))
         extras = [r for r in receptacles if r not in keep]
         rng.shuffle(extras)
-        keep += extras[:2]
+        keep += extras[:small["extra_receptacles"]]
         receptacles = sorted(keep)
 
     placements: list[tuple[str, str, str]] = []
@@ -272,22 +276,21 @@ def _sample(task_type: str, split: str, difficulty: str, rng: random.Random) -> 
 
     # the goal's object: 1-2 instances (2-3 for pick two), never already in the goal receptacle type
     homes = holders(obj, receptacles, avoid=parent)
-    if difficulty == "easy":
+    if small:
         homes = [r for r in homes if r[1] not in constants.OPENABLE_CLASS_SET] or homes
     if not homes:
         return None
-    count = {"standard": (2, 3), "easy": (2, 2)}[difficulty] if task_type == "pick_two" else \
-        {"standard": (1, 2), "easy": (1, 1)}[difficulty]
+    count = ((2, 2) if small else (2, 3)) if task_type == "pick_two" else ((1, 1) if small else (1, 2))
     for _ in range(rng.randint(*count)):
         placements.append((_object_id(obj, rng), obj, rng.choice(homes)[0]))
 
     # distractors: other object types of the scene that fit a receptacle of the room
     others = [o for o in scene.objects if o != obj and holders(o, receptacles)]
     rng.shuffle(others)
-    if difficulty == "easy":
-        others = others[:3]
+    if small:
+        others = others[:small["distractor_types"]]
     for otype in others:
-        for _ in range(1 if difficulty == "easy" else rng.randint(1, 2)):
+        for _ in range(1 if small else rng.randint(1, 2)):
             placements.append((_object_id(otype, rng), otype, rng.choice(holders(otype, receptacles))[0]))
 
     template = rng.choice(goal_library.gdict[ALFRED_TASK_TYPES[task_type]]["templates"])
