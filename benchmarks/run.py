@@ -55,8 +55,8 @@ class UsageByModel:
         return self
 
 
-def resolve_lms(task_name: str, optimizer_name: str, n_ctx: int):
-    """(task LM at temperature 0, optimizer LM, local server or None)."""
+def resolve_lms(task_name: str, optimizer_name: str, n_ctx: int, task_temperature: float = 0.0):
+    """(task LM, at temperature 0 unless told otherwise, optimizer LM, local server or None)."""
     local = [name.split(":", 1)[1] for name in (task_name, optimizer_name) if name.startswith("local:")]
     server = None
     if local:
@@ -70,7 +70,7 @@ def resolve_lms(task_name: str, optimizer_name: str, n_ctx: int):
             return server.lm(name.split(":", 1)[1], **kw)
         return dspy.LM(name, **kw)
 
-    task_lm = make(task_name, temperature=0.0, max_tokens=512)
+    task_lm = make(task_name, temperature=task_temperature, max_tokens=512)
     # No DSPy cache on the optimizer side: DSPy does not report cache hits to the usage tracker, so a method
     # run after another would get the critiques of shared trajectories for free and look cheaper.
     optimizer_lm = make(optimizer_name, temperature=0.7, max_tokens=1024, cache=False)
@@ -121,6 +121,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--methods", default="seed,fgo,all-at-once,batch-wise,bootstrapping")
     p.add_argument("--task-lm", default="local:qwen0.5b")
     p.add_argument("--optimizer-lm", default="local:qwen1.5b")
+    p.add_argument("--task-temperature", type=float, default=0.0,
+                   help="task LM temperature (0 for comparable scores; DSPy's cache makes reruns repeat answers)")
     p.add_argument("--train", type=int, default=24)
     p.add_argument("--val", type=int, default=8)
     p.add_argument("--test", type=int, default=40)
@@ -128,6 +130,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--data-seed", type=int, default=0)
     p.add_argument("--profile", default="small", help="task size profile (invoices: small or paper)")
     p.add_argument("--program", default="predict", help="invoices: predict, cot, predict-json or cot-json")
+    p.add_argument("--metric", default=None, help="household: won (default) or progress (sub-goals reached)")
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--auto", default="light", help="budget of MIPROv2 and GEPA")
     p.add_argument("--num-threads", type=int, default=2,
@@ -143,8 +146,9 @@ def main(argv=None) -> dict[str, Any]:
     unknown = [m for m in args.methods.split(",") if m not in METHODS]
     if unknown:
         sys.exit(f"Unknown methods {unknown}; known: {sorted(METHODS)}")
+    options = {"metric": args.metric} if args.metric else {}
     task = load_task(args.task, train=args.train, val=args.val, test=args.test, seed=args.data_seed,
-                     profile=args.profile, program=args.program)
+                     profile=args.profile, program=args.program, **options)
     tag = f"{args.task}-{args.task_lm}-{args.optimizer_lm}".replace(":", "_").replace("/", "_")
     out_dir = Path(args.out or Path("benchmarks/results") / tag)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -152,7 +156,7 @@ def main(argv=None) -> dict[str, Any]:
     results = json.loads(results_path.read_text()) if results_path.exists() else {"runs": {}}
     results.update(command="python -m benchmarks.run " + " ".join(argv if argv is not None else sys.argv[1:]),
                    args=vars(args), versions=versions(), lms={"task": args.task_lm, "optimizer": args.optimizer_lm})
-    task_lm, optimizer_lm, server = resolve_lms(args.task_lm, args.optimizer_lm, args.n_ctx)
+    task_lm, optimizer_lm, server = resolve_lms(args.task_lm, args.optimizer_lm, args.n_ctx, args.task_temperature)
     try:
         for seed in [int(s) for s in args.seeds.split(",")]:
             for name in args.methods.split(","):

@@ -56,3 +56,14 @@ def test_usage_by_model_splits_task_and_optimizer_calls():
 def test_short_fields_keep_answers_and_counts_but_not_trajectories():
     prediction = dspy.Prediction(answer="X1", won=True, steps=12, trajectory={"thought_0": "..."}, log="x" * 500)
     assert short_fields(prediction) == {"answer": "X1", "won": True, "steps": 12}
+
+
+def test_task_lm_is_greedy_unless_told_and_the_optimizer_is_uncached():
+    from benchmarks.run import parse_args, resolve_lms
+
+    assert parse_args([]).task_temperature == 0.0
+    task_lm, optimizer_lm, server = resolve_lms("openai/task", "openai/task", 8192, task_temperature=0.7)
+    assert server is None and task_lm.kwargs["temperature"] == 0.7 and task_lm.cache
+    assert optimizer_lm.model == "openai/task-optimizer" and not optimizer_lm.cache
+    greedy, _, _ = resolve_lms("openai/task", "openai/opt", 8192)
+    assert greedy.kwargs["temperature"] == 0.0

@@ -458,7 +458,45 @@ def test_format_table1():
     per = {"pick": 1.0, "clean": 0.5, "heat": 0.0, "cool": 0.25, "look": 1.0, "pick_two": 0.0}
     results = {"runs": {"seed/seed0": run("seed", per, 0.46), "fgo/seed0": run("fgo", {**per, "heat": 1.0}, 0.6),
                         "fgo/seed1": run("fgo", {**per, "heat": 0.5}, 0.5)}}
-    lines = hh.format_table1(results).splitlines()
+    title, *lines = hh.format_table1(results).splitlines()
+    assert title == "success rate (%)"
     assert lines[0].split() == ["method", "Pick", "Clean", "Heat", "Cool", "Look", "Pick", "Two", "Average"]
     assert lines[2].split() == ["seed", "100.0", "50.0", "0.0", "25.0", "100.0", "0.0", "46.0"]
     assert lines[3].split() == ["fgo", "100.0", "50.0", "75.0", "25.0", "100.0", "0.0", "55.0"]
+    assert hh.format_table1({**results, "args": {"metric": "progress"}}).startswith("sub-goal progress")
+
+
+def test_progress_metric_gives_partial_credit_by_sub_goal(easy):
+    heat = next(g for g in easy if g.task_type == "heat")
+    plan = list(heat.expert_plan)
+    took = next(i for i, c in enumerate(plan) if c.startswith("take "))
+    heated = next(i for i, c in enumerate(plan) if c.startswith("heat "))
+    expected = {took: "0/3", took + 1: "1/3", heated + 1: "2/3", len(plan): "3/3"}
+    for cut, subgoals in expected.items():
+        with hh.episode(heat, max_steps=30) as (env, _):
+            for command in plan[:cut]:
+                hh.act(command)
+            assert "{}/{}".format(*env.subgoals()) == subgoals
+            prediction = dspy.Prediction(won=env.won, subgoals=subgoals, trajectory={}, steps=env.steps)
+        assert hh.household_progress_metric(None, prediction) == pytest.approx(int(subgoals[0]) / 3)
+        assert hh.household_metric(None, prediction) == (1.0 if cut == len(plan) else 0.0)
+        feedback = hh.household_progress_metric_with_feedback(None, prediction)
+        assert feedback.score == hh.household_progress_metric(None, prediction)
+    pick_two = next(g for g in easy if g.task_type == "pick_two")
+    with hh.episode(pick_two, max_steps=30) as (env, _):
+        first_put = next(i for i, c in enumerate(pick_two.expert_plan) if c.startswith("move "))
+        for command in pick_two.expert_plan[:first_put + 1]:
+            hh.act(command)
+        assert env.subgoals() == (2, 3)
+    assert hh.household_progress_metric(None, dspy.Prediction(won=False, subgoals="garbage")) == 0.0
+
+
+def test_runner_task_takes_the_progress_metric():
+    from benchmarks.tasks.registry import load_task
+
+    task = load_task("household", 1, 0, 1, profile="tiny", program="act-commands", metric="progress")
+    assert task.metric is hh.household_progress_metric
+    assert task.feedback_metric is hh.household_progress_metric_with_feedback
+    assert load_task("household", 1, 0, 1, profile="tiny").metric is hh.household_metric
+    with pytest.raises(ValueError, match="won"):
+        load_task("household", 1, 0, 1, profile="tiny", metric="steps")

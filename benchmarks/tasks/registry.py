@@ -22,22 +22,29 @@ class TaskSpec:
 
 def load_task(name: str, train: int, val: int, test: int, seed: int = 0, **options) -> TaskSpec:
     if name == "invoices":
+        if options.pop("metric", None) is not None:
+            raise ValueError("--metric applies to the household task only")
         return _invoices(train, val, test, seed, **options)
     if name == "household":
         return _household(train, val, test, seed, **options)
     raise ValueError(f"Unknown task {name!r}; known: invoices, household")
 
 
-def _household(train: int, val: int, test: int, seed: int, profile: str = "easy", program: str = "verbs") -> TaskSpec:
+def _household(train: int, val: int, test: int, seed: int, profile: str = "easy", program: str = "verbs",
+               metric: str = "won") -> TaskSpec:
     """ALFWorld-style games (the ``bench`` extra); ``profile`` is the difficulty, ``program`` the agent's options
-    (``verbs`` or ``act`` tools, ``-commands``, ``-json``; see ``household.parse_agent_kind``)."""
+    (``verbs`` or ``act`` tools, ``-commands``, ``-json``, ``-demo``; see ``household.parse_agent_kind``),
+    ``metric`` ``won`` (ALFWorld's success) or ``progress`` (fraction of sub-goals reached, 1 if won)."""
     from benchmarks.tasks import household
 
     agent = "verbs" if program == "predict" else program  # the runner's default program means the default agent
-    tr, va, te, make, metric, hand = household.load_household_task(train, val, test, seed=seed, difficulty=profile,
+    tr, va, te, make, _, hand = household.load_household_task(train, val, test, seed=seed, difficulty=profile,
                                                                    agent=agent)
-    return TaskSpec(tr, va, te, make, metric, household.household_metric_with_feedback, hand,
-                    task_table=household.format_table1)
+    metrics = {"won": (household.household_metric, household.household_metric_with_feedback),
+               "progress": (household.household_progress_metric, household.household_progress_metric_with_feedback)}
+    if metric not in metrics:
+        raise ValueError(f"household metric must be one of {sorted(metrics)}, not {metric!r}")
+    return TaskSpec(tr, va, te, make, *metrics[metric], hand, task_table=household.format_table1)
 
 
 def _invoices(train: int, val: int, test: int, seed: int, profile: str = "small", program: str = "predict") -> TaskSpec:

@@ -24,6 +24,8 @@ from .agent import (
     hand_written_instruction,
     household_metric,
     household_metric_with_feedback,
+    household_progress_metric,
+    household_progress_metric_with_feedback,
     load_household_task,
     make_agent,
     make_tools,
@@ -49,6 +51,7 @@ __all__ = [
     "AGENT_OPTIONS", "DEFAULT_MAX_STEPS", "DEMO_GAME_INDEX", "GameReAct", "GameTool", "DIFFICULTIES", "HAND_WRITTEN_ACT_INSTRUCTION", "HAND_WRITTEN_INSTRUCTION", "SPLITS", "TASK_LABELS", "TASK_TYPES",
     "GameSpec", "HouseholdAgent", "HouseholdEnv", "HouseholdTask", "act", "command_to_tool_call", "efficiency",
     "episode", "format_table1", "hand_written_instruction", "generate_game", "generate_games", "household_metric",
-    "household_metric_with_feedback", "load_game", "load_household_task", "make_agent", "make_tools", "parse_agent_kind",
+    "household_metric_with_feedback", "household_progress_metric",
+    "household_progress_metric_with_feedback", "load_game", "load_household_task", "make_agent", "make_tools", "parse_agent_kind",
     "normalize_command", "play_games", "run_expert", "summarize_games", "to_examples",
 ]

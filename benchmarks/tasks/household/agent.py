@@ -358,7 +358,7 @@ class HouseholdAgent(dspy.Module):
         return dspy.Prediction(
             final_status=result.final_status, trajectory=result.trajectory, won=env.won, steps=env.steps,
             invalid_steps=env.invalid_steps, max_steps=env.max_steps, expert_steps=game.expert_steps,
-            progress=env.progress_report(),
+            progress=env.progress_report(), subgoals="{}/{}".format(*env.subgoals()),
         )
 
 
@@ -418,12 +418,35 @@ def household_metric(example: Any, prediction: Any, trace: Any = None, pred_name
     return 1.0 if _get(prediction, "won", False) is True else 0.0
 
 
+def household_progress_metric(example: Any, prediction: Any, trace: Any = None, pred_name: str | None = None,
+                              pred_trace: Any = None) -> float:
+    """Partial credit for agents that win few games: the fraction of the task's sub-goals the episode reached
+    (took the object, transformed it, placed it / lit the lamp; see ``HouseholdEnv.subgoals``), 1.0 if won.
+    Not ALFWorld's success rate: report it next to :func:`household_metric`."""
+    if household_metric(example, prediction):
+        return 1.0
+    done, _, total = str(_get(prediction, "subgoals", "0/1")).partition("/")
+    try:
+        return int(done) / int(total)
+    except (ValueError, ZeroDivisionError):
+        return 0.0
+
+
 def household_metric_with_feedback(example: Any, prediction: Any, trace: Any = None, pred_name: str | None = None,
                                    pred_trace: Any = None) -> dspy.Prediction:
     """household_metric plus what happened: steps against the expert's, progress, commands that did nothing."""
-    score = household_metric(example, prediction)
+    return _with_feedback(household_metric(example, prediction), prediction)
+
+
+def household_progress_metric_with_feedback(example: Any, prediction: Any, trace: Any = None,
+                                            pred_name: str | None = None, pred_trace: Any = None) -> dspy.Prediction:
+    """household_progress_metric with the same feedback as household_metric_with_feedback."""
+    return _with_feedback(household_progress_metric(example, prediction), prediction)
+
+
+def _with_feedback(score: float, prediction: Any) -> dspy.Prediction:
     steps, expert = _get(prediction, "steps", 0), _get(prediction, "expert_steps", "?")
-    if score:
+    if _get(prediction, "won", False) is True:
         return dspy.Prediction(score=score, feedback=f"Won in {steps} steps (the reference expert used {expert}).")
     trajectory = _get(prediction, "trajectory", {}) or {}
     failed = [f"{trajectory.get(f'tool_name_{i}')}({trajectory.get(f'tool_args_{i}')})"
@@ -519,7 +542,9 @@ def format_table1(results: dict[str, Any]) -> str:
     """Per-task-type success rates of every method in a benchmark ``results.json``, laid out like the
     paper's Table 1 (Pick, Clean, Heat, Cool, Look, Pick Two, Average); Average is over all test games."""
     head = f"{'method':<18}" + "".join(f"{TASK_LABELS[t]:>10}" for t in TASK_TYPES) + f"{'Average':>10}"
-    lines = [head, "-" * len(head)]
+    metric = (results.get("args") or {}).get("metric") or "won"
+    title = "success rate (%)" if metric == "won" else "sub-goal progress (%, 100 = won; not a success rate)"
+    lines = [title, head, "-" * len(head)]
     for method, runs in by_method(results).items():
         cells = []
         for t in TASK_TYPES:

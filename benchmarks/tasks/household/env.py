@@ -164,6 +164,17 @@ class HouseholdEnv:
         if toggle:
             self.progress["lamp_on"] = any(o.rsplit(" ", 1)[0] == toggle for (o,) in facts.get("istoggled", ()))
 
+    def subgoals(self) -> tuple[int, int]:
+        """(sub-goals reached, sub-goals of the task): took the object; cleaned, heated or cooled it; put it in
+        place (pick two: each of the two) or turned on the lamp. A won game has reached all of them."""
+        p, task_type = self.progress, self.game.task_type
+        if task_type == "look":
+            reached = [p["took"], p["lamp_on"]]
+        else:
+            reached = [p["took"], *([p["transformed"]] if task_type in ("clean", "heat", "cool") else []),
+                       p["placed"] >= 1, *([p["placed"] >= 2] if task_type == "pick_two" else [])]
+        return (len(reached) if self.won else sum(reached)), len(reached)
+
     def progress_report(self) -> str:
         """Which parts of the task the episode got done, in words."""
         game, p = self.game, self.progress
