@@ -27,10 +27,9 @@ import alfworld.gen.constants as constants  # noqa: E402
 import dspy  # noqa: E402
 from fakes import FakeLM  # noqa: E402
 
-from dspy_fgo.candidate import Candidate  # noqa: E402
-
 from benchmarks.tasks import household as hh  # noqa: E402
 from benchmarks.tasks.household.generate import ALFRED_TASK_TYPES, GENERATOR_VERSION, MAX_EXPERT_STEPS  # noqa: E402
+from dspy_fgo.candidate import Candidate  # noqa: E402
 
 N_GAMES = int(os.environ.get("HOUSEHOLD_TEST_GAMES", "60"))
 VERB_TOOLS = {"look", "inventory", "go_to", "open", "close", "take", "put", "heat", "cool", "clean", "use", "examine"}
