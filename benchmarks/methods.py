@@ -34,11 +34,12 @@ class MethodContext:
     batch_size: int | None = None
     auto: str = "light"
     hand_written: dspy.Module | None = None
+    log_dir: str | None = None  # checkpoints of FGO and its baselines: an interrupted run resumes from them
 
 
 def _textgrad_kwargs(ctx: MethodContext) -> dict[str, Any]:
     return dict(metric=ctx.metric, optimizer_lm=ctx.optimizer_lm, task_lm=ctx.task_lm, epochs=ctx.epochs,
-                num_threads=ctx.num_threads, seed=ctx.seed)
+                num_threads=ctx.num_threads, seed=ctx.seed, log_dir=ctx.log_dir)
 
 
 def _batch_size(ctx: MethodContext) -> int:

@@ -166,7 +166,8 @@ def main(argv=None) -> dict[str, Any]:
                     continue
                 ctx = MethodContext(task.program_factory(), task.train, task.val, task.metric, task.feedback_metric,
                                     task_lm, optimizer_lm, seed, epochs=args.epochs, num_threads=args.num_threads,
-                                    auto=args.auto, hand_written=task.hand_written_program())
+                                    auto=args.auto, hand_written=task.hand_written_program(),
+                                    log_dir=str(out_dir / f"{name}-seed{seed}.checkpoints"))
                 logger.info("=== %s ===", key)
                 results["runs"][key] = run_method(name, ctx, task.test, task.metric, out_dir) | {
                     "command": results["command"], "train": len(task.train), "val": len(task.val)}

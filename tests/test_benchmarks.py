@@ -67,3 +67,20 @@ def test_task_lm_is_greedy_unless_told_and_the_optimizer_is_uncached():
     assert optimizer_lm.model == "openai/task-optimizer" and not optimizer_lm.cache
     greedy, _, _ = resolve_lms("openai/task", "openai/opt", 8192)
     assert greedy.kwargs["temperature"] == 0.0
+
+
+def test_an_interrupted_fgo_run_resumes_from_its_checkpoints(tmp_path):
+    ctx, _, opt = _ctx()
+    ctx.log_dir = str(tmp_path / "fgo-seed0.checkpoints")
+    first = run_method("fgo", ctx, word_examples(12)[8:], exact_metric, tmp_path)
+    assert opt.calls > 0 and any((tmp_path / "fgo-seed0.checkpoints").iterdir())
+
+    def no_optimizer(request):
+        raise AssertionError("a resumed run must not ask the optimizer again")
+
+    again, _, _ = _ctx()
+    again.optimizer_lm = FakeLM(no_optimizer, model="fake/opt")
+    again.log_dir = ctx.log_dir
+    resumed = run_method("fgo", again, word_examples(12)[8:], exact_metric, tmp_path)
+    assert resumed["instructions"] == first["instructions"] and resumed["test"]["score"] == 1.0
+    assert resumed["optimizer_side"]["calls"] == 0
