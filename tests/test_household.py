@@ -450,6 +450,16 @@ def test_expert_demo_shows_a_winning_episode_with_state_in_the_thoughts():
     assert optimized.agent.signature.instructions == "Better."
 
 
+def test_an_unparsable_step_ends_the_episode_as_a_lost_game(easy):
+    replies = iter([json.dumps({"next_thought": "Go.", "next_tool_name": "act", "next_tool_args": {"command": "look"}}),
+                    json.dumps({"next_thought": "Look.", "next_tool_name": "look", "next_tool_args": {}})])
+
+    with dspy.context(lm=FakeLM(lambda request: next(replies))):
+        prediction = hh.make_agent(max_iters=5, tools="act", json_adapter=True)(game_id=easy[0].game_id)
+    assert prediction.won is False and prediction.steps == 1 and prediction.subgoals.startswith("0/")
+    assert hh.household_progress_metric(None, prediction) == 0.0
+
+
 def test_format_table1():
     def run(method, per, score):
         return {"method": method, "test": {"score": score, "per_category": per}}

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import dspy
+from dspy.utils.exceptions import AdapterParseError
 
 from benchmarks.report import by_method
 
@@ -267,7 +268,8 @@ The game says when the task is completed; then call finish.
 
 
 class GameReAct(dspy.ReAct):
-    """``dspy.ReAct`` without the closing summary call: the game, not the LM, says how the episode went.
+    """``dspy.ReAct`` without the closing summary call: the game, not the LM, says how the episode went; an
+    unparsable step ends the episode like an invalid tool choice does.
 
     ReAct ends every run with ``extract``, an LM call over the whole trajectory (1-2 minutes of prompt
     reading for a 1.5B model on 2 CPU cores); the agent's output here is the last thought instead.
@@ -278,7 +280,12 @@ class GameReAct(dspy.ReAct):
             thoughts = [v for k, v in trajectory.items() if k.startswith("thought_")]
             last = str(thoughts[-1]) if thoughts else ""
             return dspy.Prediction(**{name: last for name in self.signature.output_fields})
-        return super()._call_with_potential_trajectory_truncation(module, trajectory, **input_args)
+        try:
+            return super()._call_with_potential_trajectory_truncation(module, trajectory, **input_args)
+        except AdapterParseError as err:
+            # e.g. a tool name that does not exist: ReAct ends the episode on ValueError (a lost game with its
+            # steps and progress kept) but lets DSPy's parse error escape, which loses the whole game record
+            raise ValueError(f"unparsable step: {err}") from err
 
 
 # For the one-tool agent that sees the valid commands (``act-commands``): a 1.5B model keeps repeating its
