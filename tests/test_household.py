@@ -509,3 +509,18 @@ def test_runner_task_takes_the_progress_metric():
     assert load_task("household", 1, 0, 1, profile="tiny").metric is hh.household_metric
     with pytest.raises(ValueError, match="won"):
         load_task("household", 1, 0, 1, profile="tiny", metric="steps")
+
+
+def test_watch_describes_each_step_and_the_outcome(easy):
+    from benchmarks.tasks.household.watch import describe
+
+    examples = hh.to_examples(easy[:1])
+    with dspy.context(lm=scripted_lm(easy[:1])):
+        prediction = hh.make_agent(max_iters=25)(**examples[0].inputs())
+    text = describe(examples[0], prediction)
+    lines = text.splitlines()
+    assert lines[0].startswith(f"=== {easy[0].game_id} (pick): won=True steps={easy[0].expert_steps}")
+    assert f"sub-goals=2/2 expert={easy[0].expert_steps}" in lines[0]
+    commands = [line for line in lines if line.startswith("    ")]
+    assert len(commands) == easy[0].expert_steps + 1 and commands[-1].startswith("    finish({})")
+    assert "Task completed!" in commands[-2]
