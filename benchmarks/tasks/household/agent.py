@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import dspy
+from dspy.utils.callback import with_callbacks
 from dspy.utils.exceptions import AdapterParseError
 
 from benchmarks.report import by_method
@@ -152,6 +153,7 @@ class GameTool(dspy.Tool):
     raising: ReAct would put a 5-frame traceback (~550 tokens) into the trajectory, every step.
     """
 
+    @with_callbacks
     def __call__(self, **kwargs):
         unknown = sorted(set(kwargs) - set(self.args))
         missing = [name for name in self.args if name not in kwargs]
