@@ -21,7 +21,7 @@ from dspy_fgo import FGO, AllAtOnce, BatchWise, Bootstrapping
 class MethodContext:
     program: dspy.Module
     trainset: list[dspy.Example]
-    valset: list[dspy.Example]
+    valset: list[dspy.Example] | None  # None: no valset (each optimizer then uses its own default)
     metric: Callable
     feedback_metric: Callable
     task_lm: dspy.LM
@@ -48,21 +48,21 @@ def _batch_size(ctx: MethodContext) -> int:
 
 def run_fgo(ctx: MethodContext) -> dspy.Module:
     return FGO(partition=ctx.partition, num_subsets=ctx.num_subsets, **_textgrad_kwargs(ctx)).compile(
-        ctx.program, trainset=ctx.trainset, valset=ctx.valset or None)
+        ctx.program, trainset=ctx.trainset, valset=ctx.valset)
 
 
 def run_all_at_once(ctx: MethodContext) -> dspy.Module:
-    return AllAtOnce(**_textgrad_kwargs(ctx)).compile(ctx.program, trainset=ctx.trainset, valset=ctx.valset or None)
+    return AllAtOnce(**_textgrad_kwargs(ctx)).compile(ctx.program, trainset=ctx.trainset, valset=ctx.valset)
 
 
 def run_batch_wise(ctx: MethodContext) -> dspy.Module:
     return BatchWise(batch_size=_batch_size(ctx), **_textgrad_kwargs(ctx)).compile(
-        ctx.program, trainset=ctx.trainset, valset=ctx.valset or None)
+        ctx.program, trainset=ctx.trainset, valset=ctx.valset)
 
 
 def run_bootstrapping(ctx: MethodContext) -> dspy.Module:
     return Bootstrapping(batch_size=_batch_size(ctx), **_textgrad_kwargs(ctx)).compile(
-        ctx.program, trainset=ctx.trainset, valset=ctx.valset or None)
+        ctx.program, trainset=ctx.trainset, valset=ctx.valset)
 
 
 def run_miprov2(ctx: MethodContext) -> dspy.Module:
@@ -72,11 +72,11 @@ def run_miprov2(ctx: MethodContext) -> dspy.Module:
         optimizer = MIPROv2(metric=ctx.metric, prompt_model=ctx.optimizer_lm, task_model=ctx.task_lm, auto=None,
                             num_candidates=3, max_bootstrapped_demos=0, max_labeled_demos=0,
                             num_threads=ctx.num_threads, seed=ctx.seed)
-        return optimizer.compile(ctx.program, trainset=ctx.trainset, valset=ctx.valset or None, num_trials=4,
+        return optimizer.compile(ctx.program, trainset=ctx.trainset, valset=ctx.valset, num_trials=4,
                                  minibatch=False)
     optimizer = MIPROv2(metric=ctx.metric, prompt_model=ctx.optimizer_lm, task_model=ctx.task_lm, auto=ctx.auto,
                         num_threads=ctx.num_threads, seed=ctx.seed)
-    return optimizer.compile(ctx.program, trainset=ctx.trainset, valset=ctx.valset or None)
+    return optimizer.compile(ctx.program, trainset=ctx.trainset, valset=ctx.valset)
 
 
 def run_gepa(ctx: MethodContext) -> dspy.Module:
@@ -88,7 +88,7 @@ def run_gepa(ctx: MethodContext) -> dspy.Module:
     budget = {"max_metric_calls": 60} if ctx.auto == "tiny" else {"auto": ctx.auto}
     optimizer = GEPA(metric=metric, reflection_lm=ctx.optimizer_lm, num_threads=ctx.num_threads, seed=ctx.seed,
                      **budget)
-    return optimizer.compile(ctx.program, trainset=ctx.trainset, valset=ctx.valset or None)
+    return optimizer.compile(ctx.program, trainset=ctx.trainset, valset=ctx.valset)
 
 
 def run_bootstrap_fewshot(ctx: MethodContext) -> dspy.Module:

@@ -164,7 +164,7 @@ def main(argv=None) -> dict[str, Any]:
                 if key in results["runs"]:
                     logger.info("%s already done: skipped", key)
                     continue
-                ctx = MethodContext(task.program_factory(), task.train, task.val, task.metric, task.feedback_metric,
+                ctx = MethodContext(task.program_factory(), task.train, task.val or None, task.metric, task.feedback_metric,
                                     task_lm, optimizer_lm, seed, epochs=args.epochs, num_threads=args.num_threads,
                                     auto=args.auto, hand_written=task.hand_written_program(),
                                     log_dir=str(out_dir / f"{name}-seed{seed}.checkpoints"))
