@@ -6,7 +6,9 @@
 LM names are litellm model strings (``openai/gpt-4o-mini``...) or ``local:<alias>`` for the embedded
 local models (``python -m dspy_fgo.local setup`` first). Every method gets the same data and LMs; the
 task LM runs at temperature 0. Results go to ``<out>/results.json`` after every method (a finished
-method is not rerun), with a table in the terminal and ``<out>/score_vs_tokens.png``.
+method is not rerun), with a table in the terminal, the statistics of ``benchmarks.stats`` (mean and spread
+over seeds, per category, paired differences of FGO against each method) in ``<out>/tables.txt`` and
+CSVs, and ``<out>/score_vs_tokens.png``.
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 import dspy  # noqa: E402
 
 from benchmarks.methods import METHODS, MethodContext  # noqa: E402
-from benchmarks.report import print_table, save_plot  # noqa: E402
+from benchmarks.report import print_table  # noqa: E402
 from benchmarks.scoring import score_program, summarize_scores  # noqa: E402
+from benchmarks.stats import write_report  # noqa: E402
 from benchmarks.tasks.registry import load_task  # noqa: E402
 
 logger = logging.getLogger("benchmarks.run")
@@ -177,7 +180,7 @@ def main(argv=None) -> dict[str, Any]:
             table = task.task_table(results)
             print(table)
             (out_dir / "task_table.txt").write_text(table + "\n")
-        save_plot(results, out_dir / "score_vs_tokens.png")
+        print(write_report(results, out_dir))  # tables.txt, CSVs, score_vs_tokens.png
     finally:
         if server is not None:
             server.stop()
