@@ -84,7 +84,7 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
 def format_summary(summary: dict[str, Any]) -> str:
     rows = {name: {"n": s["n"], "score": s["score"], "ci_low": s["ci95"][0], "ci_high": s["ci95"][1], **s["per_category"]}
             for name, s in summary.items() if name in PROGRAMS}
-    text = pd.DataFrame(rows).T.to_string(float_format=lambda x: f"{x:.3f}")
+    text = pd.DataFrame.from_dict(rows, orient="index").to_string(float_format=lambda x: f"{x:.3f}")
     d = summary.get("hand-written minus seed")
     if d:
         text += (f"\n\nhand-written minus seed: {d['difference']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]"

@@ -120,7 +120,7 @@ def run_method(name: str, ctx: MethodContext, test, metric, out_dir: Path) -> di
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--task", default="invoices")
+    p.add_argument("--task", default="invoices", help="invoices, household, tickets, prices, tracking or stock")
     p.add_argument("--methods", default="seed,fgo,all-at-once,batch-wise,bootstrapping")
     p.add_argument("--task-lm", default="local:qwen0.5b")
     p.add_argument("--optimizer-lm", default="local:qwen1.5b")
@@ -132,7 +132,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seeds", default="0", help="comma-separated optimizer seeds (the data split stays fixed)")
     p.add_argument("--data-seed", type=int, default=0)
     p.add_argument("--profile", default="small", help="task size profile (invoices: small or paper)")
-    p.add_argument("--program", default="predict", help="invoices: predict, cot, predict-json or cot-json")
+    p.add_argument("--program", default="predict", help="invoices: predict, cot, predict-json or cot-json; "
+                   "tickets/prices/tracking: predict or predict-json; stock: react or react-json")
     p.add_argument("--metric", default=None, help="household: won (default) or progress (sub-goals reached)")
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--auto", default="light", help="budget of MIPROv2 and GEPA")

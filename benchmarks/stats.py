@@ -28,10 +28,11 @@ def as_matrix(scores: Any) -> np.ndarray:
     return matrix[None, :] if matrix.ndim == 1 else matrix
 
 
-def score_matrix(results: dict[str, Any], method: str) -> np.ndarray:
-    """The per-example test scores of every seed of ``method`` in results.json, one row per seed."""
+def score_matrix(results: dict[str, Any], method: str, seeds: set[int] | None = None) -> np.ndarray:
+    """The per-example test scores of every seed of ``method`` in results.json (or of ``seeds`` only),
+    one row per seed, in seed order."""
     runs = sorted(by_method(results)[method], key=lambda run: run["seed"])
-    return as_matrix([run["test_scores"] for run in runs])
+    return as_matrix([run["test_scores"] for run in runs if seeds is None or run["seed"] in seeds])
 
 
 def seed_summary(scores: Any) -> dict[str, Any]:
@@ -101,14 +102,16 @@ def category_table(results: dict[str, Any]) -> pd.DataFrame:
 
 
 def paired_table(results: dict[str, Any], reference: str = "fgo") -> pd.DataFrame:
-    """``reference`` minus each other method: paired difference, bootstrap 95% interval, sign-flip p-value."""
+    """``reference`` minus each other method: paired difference, bootstrap 95% interval, sign-flip p-value.
+    Two methods with several seeds each are paired on the seeds both have run."""
     methods = by_method(results)
     if reference not in methods:
         return pd.DataFrame()
-    ref = score_matrix(results, reference)
     rows = []
     for other in (m for m in methods if m != reference):
-        d = paired_difference(ref, score_matrix(results, other))
+        ref_seeds, other_seeds = ({run["seed"] for run in methods[m]} for m in (reference, other))
+        common = ref_seeds & other_seeds if len(ref_seeds) > 1 and len(other_seeds) > 1 else None  # pair seed with seed
+        d = paired_difference(score_matrix(results, reference, common), score_matrix(results, other, common))
         rows.append({"vs": other, "difference": d["difference"], "ci_low": d["ci95"][0], "ci_high": d["ci95"][1],
                      "p_value": d["p_value"], "n_examples": d["n_examples"], "seeds": f"{d['seeds'][0]} vs {d['seeds'][1]}"})
     return pd.DataFrame(rows).set_index("vs")
