@@ -110,6 +110,7 @@ def main(argv=None, lm: dspy.LM | None = None) -> dict[str, Any]:
     server = None
     if lm is None:
         lm, server = make_task_lm(args.task_lm, args.max_tokens)
+    results["lm"] = {"model": lm.model, **{k: v for k, v in lm.kwargs.items() if isinstance(v, int | float | str)}}
     try:
         for start in range(0, len(spec.test), args.chunk):
             for name, program in programs.items():

@@ -39,6 +39,7 @@ def test_headroom_scores_both_programs_and_their_paired_difference(out, capsys):
     assert diff["difference"] == 1.0 and diff["ci95"] == [1.0, 1.0] and diff["p_value"] < 0.01
     saved = json.loads((out / "results.json").read_text())
     assert saved["command"].startswith("python -m benchmarks.headroom --task tracking") and "dspy" in saved["versions"]
+    assert saved["lm"]["model"] == "fake/lm" and saved["setting"]["task_lm"] == "local:qwen0.5b"
     first = saved["scores"]["seed"]["3"]
     assert first["score"] == 0.0 and first["category"] in tracking.CARRIERS and first["prediction"]["tracking_number"]
     assert "hand-written minus seed: +1.000" in capsys.readouterr().out
