@@ -53,8 +53,12 @@ def _listing(rng: random.Random, source: str) -> dict:
             shown = [f"sku={sku}", f"title={product}", f"price_cents={price}", f"was_cents={old}",
                      f"ship_cents={shipping}", f"stock={rng.randint(0, 400)}"]
         decoys = [old, shipping]
-    extras = [f"Rating {rng.randint(30, 50) / 10} ({rng.randint(3, 900)} reviews)", f"Ships in {rng.randint(1, 5)} days",
-              f"Color: {rng.choice(['black', 'white', 'red', 'blue', 'green'])}"]
+    rating, reviews, days, color = rng.randint(30, 50) / 10, rng.randint(3, 900), rng.randint(1, 5), rng.randrange(5)
+    extras = {"feed": [f"rating={rating}", f"reviews={reviews}", f"ships_days={days}"],
+              "eu_shop": [f"Bewertung {str(rating).replace('.', ',')} ({reviews} Bewertungen)", f"Lieferzeit {days} Tage",
+                          f"Farbe: {['schwarz', 'weiß', 'rot', 'blau', 'grün'][color]}"]
+              }.get(source, [f"Rating {rating} ({reviews} reviews)", f"Ships in {days} days",
+                             f"Color: {['black', 'white', 'red', 'blue', 'green'][color]}"])
     text = "\n".join([f"Source: {source}", *shown, *rng.sample(extras, 2)])
     return {"listing": text, "unit_price": f"{price / 100:.2f}", "decoys": [f"{d / 100:.2f}" for d in decoys]}
 
@@ -89,6 +93,6 @@ HAND_WRITTEN = (
     "so divide it by the number of units in the case: \"Case of 4\" at $50.00 is 12.50."
 )
 
-TASK = ShortTask(name="prices", version=1, generate_one=_listing, categories=SOURCES, signature=NormalizePrice,
+TASK = ShortTask(name="prices", version=2, generate_one=_listing, categories=SOURCES, signature=NormalizePrice,
                  input_field="listing", output_field="unit_price", normalize=normalize, rules=RULES,
                  hand_written=HAND_WRITTEN)

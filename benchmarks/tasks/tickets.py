@@ -63,7 +63,7 @@ def _ticket(rng: random.Random, category: str) -> dict:
     queue = {"enterprise": "ENTERPRISE", "refund_large": "ESCALATIONS", "refund_small": "BILLING",
              "sign_in": "ACCOUNTS", "fault": "TECH", "billing": "BILLING"}[category]
     text = "\n".join([f"Plan: {plan}", f"Product: {rng.choice(PRODUCTS)}", f"Subject: {subject}",
-                      f"Message: {rng.choice(OPENINGS)} {body[0].upper()}{body[1:]} {rng.choice(CLOSINGS)}",
+                      f"Message: {rng.choice(OPENINGS)} {body} {rng.choice(CLOSINGS)}",
                       f"Customer: {digits(rng, 6)}, account since {rng.randint(2012, 2024)}"])
     return {"ticket": text, "queue": queue, "decoys": [q for q in QUEUES if q != queue]}
 
@@ -99,6 +99,6 @@ HAND_WRITTEN = (
     "Ignore the subject line and side remarks about invoices: route by what the customer needs."
 )
 
-TASK = ShortTask(name="tickets", version=1, generate_one=_ticket, categories=CATEGORIES, signature=RouteTicket,
+TASK = ShortTask(name="tickets", version=2, generate_one=_ticket, categories=CATEGORIES, signature=RouteTicket,
                  input_field="ticket", output_field="queue", normalize=normalize, rules=RULES,
                  hand_written=HAND_WRITTEN)
