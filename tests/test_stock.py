@@ -10,6 +10,7 @@ from fakes import FakeLM
 from benchmarks.tasks import stock
 from benchmarks.tasks.registry import load_task
 from benchmarks.tasks.short import ShortTask
+from dspy_fgo import Candidate
 
 
 def test_tools_want_site_codes_and_skus():
@@ -33,6 +34,9 @@ def test_hand_written_program_changes_only_tool_texts():
     assert seed.react.signature.instructions.startswith(head) and hand.react.signature.instructions.startswith(head)
     assert seed.extract.predict.signature.instructions == hand.extract.predict.signature.instructions
     assert seed.tools["stock_level"].desc == "Stock." and "ES2 = Madrid" in str(hand.tools["stock_level"].args)
+    seed_texts, hand_texts = Candidate.from_program(seed).to_dict(), Candidate.from_program(hand).to_dict()
+    changed = {name for name in seed_texts if seed_texts[name] != hand_texts[name]}
+    assert seed_texts["self"] == hand_texts["self"] and changed == set(seed_texts) - {"self"}  # FGO's components
 
 
 def reading_agent(request):
