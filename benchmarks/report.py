@@ -59,16 +59,6 @@ def print_table(results: dict[str, Any]) -> None:
 
 
 def save_plot(results: dict[str, Any], path: Path) -> None:
-    import matplotlib
+    from benchmarks.stats import score_vs_tokens_figure  # matplotlib's own Figure: no global backend switch
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for r in table_rows(results):
-        ax.errorbar(r["opt_prompt_tokens"], r["score"], yerr=r["sd"] or None, fmt="o", capsize=3)
-        ax.annotate(r["method"], (r["opt_prompt_tokens"], r["score"]), textcoords="offset points", xytext=(5, 5))
-    ax.set(xlabel="optimizer-side prompt tokens", ylabel="test score", title="Score against optimizer prompt tokens")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    score_vs_tokens_figure(results).savefig(path, dpi=120)

@@ -6,7 +6,9 @@
 LM names are litellm model strings (``openai/gpt-4o-mini``...) or ``local:<alias>`` for the embedded
 local models (``python -m dspy_fgo.local setup`` first). Every method gets the same data and LMs; the
 task LM runs at temperature 0. Results go to ``<out>/results.json`` after every method (a finished
-method is not rerun), with a table in the terminal and ``<out>/score_vs_tokens.png``.
+method is not rerun), with a table in the terminal, the statistics of ``benchmarks.stats`` (mean and spread
+over seeds, per category, paired differences of FGO against each method) in ``<out>/tables.txt`` and
+CSVs, and ``<out>/score_vs_tokens.png``.
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 import dspy  # noqa: E402
 
 from benchmarks.methods import METHODS, MethodContext  # noqa: E402
-from benchmarks.report import print_table, save_plot  # noqa: E402
+from benchmarks.report import print_table  # noqa: E402
 from benchmarks.scoring import score_program, summarize_scores  # noqa: E402
+from benchmarks.stats import write_report  # noqa: E402
 from benchmarks.tasks.registry import load_task  # noqa: E402
 
 logger = logging.getLogger("benchmarks.run")
@@ -117,7 +120,7 @@ def run_method(name: str, ctx: MethodContext, test, metric, out_dir: Path) -> di
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--task", default="invoices")
+    p.add_argument("--task", default="invoices", help="invoices, household, tickets, prices, tracking or stock")
     p.add_argument("--methods", default="seed,fgo,all-at-once,batch-wise,bootstrapping")
     p.add_argument("--task-lm", default="local:qwen0.5b")
     p.add_argument("--optimizer-lm", default="local:qwen1.5b")
@@ -129,7 +132,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seeds", default="0", help="comma-separated optimizer seeds (the data split stays fixed)")
     p.add_argument("--data-seed", type=int, default=0)
     p.add_argument("--profile", default="small", help="task size profile (invoices: small or paper)")
-    p.add_argument("--program", default="predict", help="invoices: predict, cot, predict-json or cot-json")
+    p.add_argument("--program", default="predict", help="invoices: predict, cot, predict-json or cot-json; "
+                   "tickets/prices/tracking: predict or predict-json; stock: react or react-json")
     p.add_argument("--metric", default=None, help="household: won (default) or progress (sub-goals reached)")
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--auto", default="light", help="budget of MIPROv2 and GEPA")
@@ -177,7 +181,7 @@ def main(argv=None) -> dict[str, Any]:
             table = task.task_table(results)
             print(table)
             (out_dir / "task_table.txt").write_text(table + "\n")
-        save_plot(results, out_dir / "score_vs_tokens.png")
+        print(write_report(results, out_dir))  # tables.txt, CSVs, score_vs_tokens.png
     finally:
         if server is not None:
             server.stop()

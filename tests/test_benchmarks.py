@@ -7,6 +7,7 @@ from benchmarks.methods import MethodContext
 from benchmarks.report import format_table, save_plot
 from benchmarks.run import UsageByModel, run_method
 from benchmarks.scoring import bootstrap_ci, short_fields, summarize_scores
+from benchmarks.stats import write_report
 
 
 def test_bootstrap_ci_brackets_the_mean_and_narrows_with_more_data():
@@ -43,6 +44,8 @@ def test_run_method_counts_both_sides_and_scores_the_test_set(tmp_path):
     assert "fgo" in table and "seed" in table and "c0" in table
     save_plot(results, tmp_path / "plot.png")
     assert (tmp_path / "plot.png").stat().st_size > 1000
+    tables = write_report(json.loads(json.dumps(results)), tmp_path)  # what run.py writes after the methods
+    assert "fgo minus each method" in tables and (tmp_path / "tables.txt").exists()
 
 
 def test_usage_by_model_splits_task_and_optimizer_calls():

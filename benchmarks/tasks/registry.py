@@ -27,7 +27,29 @@ def load_task(name: str, train: int, val: int, test: int, seed: int = 0, **optio
         return _invoices(train, val, test, seed, **options)
     if name == "household":
         return _household(train, val, test, seed, **options)
-    raise ValueError(f"Unknown task {name!r}; known: invoices, household")
+    if name in SHORT_TASKS:
+        return _short(name, train, val, test, seed, **options)
+    raise ValueError(f"Unknown task {name!r}; known: invoices, household, {', '.join(SHORT_TASKS)}")
+
+
+SHORT_TASKS = ("tickets", "prices", "tracking", "stock")  # short inputs: benchmarks/tasks/<name>.py
+
+
+def _short(name: str, train: int, val: int, test: int, seed: int, profile: str = "small", program: str = "predict",
+           metric: str | None = None) -> TaskSpec:
+    """A task module's ``TASK`` (a ``short.ShortTask``, or the stock agent's own spec); no profiles, no metrics."""
+    import importlib
+
+    if profile != "small" or metric is not None:
+        raise ValueError(f"--profile and --metric do not apply to the {name} task")
+    task = importlib.import_module(f"benchmarks.tasks.{name}").TASK
+    # As for the invoices: the test set depends only on (test, seed), train and val on (train + val, seed + 1).
+    test_set = task.to_examples(task.load(test, seed=seed)) if test else []
+    learn = task.to_examples(task.load(train + val, seed=seed + 1)) if train + val else []
+    return TaskSpec(train=learn[:train], val=learn[train:], test=test_set,
+                    program_factory=lambda: task.make_program(program), metric=task.metric,
+                    feedback_metric=task.feedback_metric,
+                    hand_written_program=lambda: task.make_program(program, hand_written=True))
 
 
 def _household(train: int, val: int, test: int, seed: int, profile: str = "easy", program: str = "verbs",

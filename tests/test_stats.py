@@ -1,0 +1,89 @@
+"""benchmarks.stats on known inputs: interval containment, p-values, seed spread, tables, the plot."""
+
+import numpy as np
+import pytest
+
+from benchmarks import stats
+
+
+def test_a_clear_paired_difference_has_a_small_p_value_and_an_interval_around_it():
+    rng = np.random.default_rng(1)
+    b = rng.integers(0, 2, size=(3, 200)).astype(float)
+    a = np.maximum(b, rng.random((3, 200)) < 0.4)  # a solves what b solves and about 40% more
+    d = stats.paired_difference(a, b)
+    assert d["difference"] == pytest.approx((a - b).mean())
+    assert 0.15 < d["ci95"][0] < d["difference"] < d["ci95"][1] < 0.4
+    assert d["p_value"] < 0.001 and d["n_examples"] == 200 and d["seeds"] == [3, 3]
+    assert stats.paired_difference(b, a)["difference"] == pytest.approx(-d["difference"])
+
+
+def test_identical_methods_have_p_value_one_and_a_zero_interval():
+    scores = np.random.default_rng(0).integers(0, 2, size=(3, 120))
+    d = stats.paired_difference(scores, scores)
+    assert d["difference"] == 0 and d["ci95"] == [0.0, 0.0] and d["p_value"] == 1.0
+
+
+def test_noise_alone_is_not_significant():
+    rng = np.random.default_rng(2)
+    a, b = rng.integers(0, 2, size=(3, 150)), rng.integers(0, 2, size=(3, 150))
+    d = stats.paired_difference(a, b)
+    assert d["p_value"] > 0.05 and d["ci95"][0] < 0 < d["ci95"][1]
+
+
+def test_bootstrap_interval_covers_the_known_mean_and_narrows_with_n():
+    small, large = stats.bootstrap_mean_ci([1, 0] * 20), stats.bootstrap_mean_ci([1, 0] * 500)
+    assert small[0] < 0.5 < small[1] and large[0] < 0.5 < large[1]
+    assert large[1] - large[0] < (small[1] - small[0]) / 3
+    assert stats.bootstrap_mean_ci([1, 0] * 20) == small  # seeded
+
+
+def test_a_deterministic_method_pairs_with_every_seed_and_mismatches_are_refused():
+    seed_method, fgo = [1, 0, 0, 0], [[1, 1, 0, 0], [1, 0, 1, 0]]
+    assert stats.paired_difference(fgo, seed_method)["difference"] == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="different numbers of examples"):
+        stats.paired_difference([1, 0], [1, 0, 1])
+    with pytest.raises(ValueError, match="cannot pair"):
+        stats.paired_difference([[1, 0]] * 2, [[1, 0]] * 3)
+
+
+def test_seed_summary_is_mean_and_sample_sd_of_per_seed_scores():
+    summary = stats.seed_summary([[1, 1], [1, 0], [0, 0]])
+    assert summary["mean"] == pytest.approx(0.5) and summary["sd"] == pytest.approx(0.5)
+    assert (summary["min"], summary["max"], summary["per_seed"]) == (0.0, 1.0, [1.0, 0.5, 0.0])
+    assert stats.seed_summary([1, 0])["sd"] == 0.0
+
+
+def _run(method, seed, scores, tokens):
+    categories = ["a", "b"] * (len(scores) // 2)
+    per = {c: float(np.mean([s for s, k in zip(scores, categories, strict=True) if k == c])) for c in "ab"}
+    return {"method": method, "seed": seed, "test_scores": scores, "optimize_seconds": 60.0,
+            "test": {"score": float(np.mean(scores)), "ci95": [0, 1], "per_category": per},
+            "optimizer_side": {"prompt_tokens": tokens, "completion_tokens": 10, "calls": 2},
+            "task_side_during_optimization": {"calls": 5}}
+
+
+def results():
+    rng = np.random.default_rng(3)
+    runs = {"seed/seed0": _run("seed", 0, [0.0] * 100, 0)}
+    for s in range(3):
+        runs[f"fgo/seed{s}"] = _run("fgo", s, (rng.random(100) < 0.8).astype(float).tolist(), 1000 + s)
+        runs[f"gepa/seed{s}"] = _run("gepa", s, (rng.random(100) < 0.5).astype(float).tolist(), 3000)
+    return {"runs": runs}
+
+
+def test_tables_and_plot(tmp_path):
+    res = results()
+    methods = stats.method_table(res)
+    assert list(methods.index) == ["seed", "fgo", "gepa"] and methods.loc["fgo", "seeds"] == 3
+    assert methods.loc["fgo", "ci_low"] < methods.loc["fgo", "mean"] < methods.loc["fgo", "ci_high"]
+    assert methods.loc["seed", "sd"] == 0 and methods.loc["fgo", "sd"] > 0
+    assert list(stats.category_table(res).columns) == ["a", "b"]
+    paired = stats.paired_table(res)
+    assert list(paired.index) == ["seed", "gepa"] and (paired["p_value"] < 0.01).all()
+    assert paired.loc["seed", "difference"] == pytest.approx(methods.loc["fgo", "mean"])
+    text = stats.write_report(res, tmp_path)
+    assert "Paired differences: fgo minus each method" in text and "gepa" in text
+    assert (tmp_path / "score_vs_tokens.png").stat().st_size > 1000 and (tmp_path / "table_paired_fgo.csv").exists()
+    assert stats.paired_table(res, reference="miprov2").empty
+    del res["runs"]["gepa/seed2"]  # an interrupted comparison: gepa has two seeds, fgo three
+    assert stats.paired_table(res).loc["gepa", "seeds"] == "2 vs 2"
