@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import dspy
 from dspy.clients.base_lm import BaseLM
 
-from dspy_fgo.accounting import count_tokens
+from dspy_fgo.budget import count_tokens
 
 warnings.filterwarnings("ignore", message="Implementing custom LMs through BaseLM", category=DeprecationWarning)
 
