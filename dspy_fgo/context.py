@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextvars
 import logging
-import math
 import threading
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
@@ -174,6 +173,13 @@ class RunContext:
         for t in trajectories:
             if t.error and t.error.startswith("metric:"):
                 self.errors.record("metric", t.error, example=t.index)
+        failed = [t.error for t in trajectories if t.error and not t.error.startswith("metric:")]
+        if len(trajectories) >= 2 and len(failed) > len(trajectories) / 2:
+            raise LMFailedError(
+                f"The program (task LM) failed on {len(failed)} of {len(trajectories)} examples of one step after "
+                f"retries (first: {redact(failed[0], self.errors.secrets)[:300]}). Check the task LM's model name, "
+                "API key and server; finished work is kept in log_dir if one was given."
+            )
         return trajectories
 
     # ----- windows -----------------------------------------------------------------------------------
@@ -216,5 +222,3 @@ def call_with_timeout(fn: Callable[[], Any], timeout: float | None) -> Any:
     return box["value"]
 
 
-def finite(score: float) -> bool:
-    return score is not None and math.isfinite(score)

@@ -16,9 +16,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .budget import BudgetExhausted, cut_to_tokens
 from .candidate import Candidate
 from .divide import embed_texts, kmeans_labels, labels_to_partition
-from .budget import BudgetExhausted, cut_to_tokens
 from .executor import parallel_map
 from .rollout import mean_score
 from .signatures import MergeComponents

@@ -24,7 +24,7 @@ import dspy
 
 from .candidate import Candidate
 from .merge import MergeNode
-from .optimize import StepRecord, SubsetResult
+from .optimize import SubsetResult
 
 logger = logging.getLogger(__name__)
 
