@@ -138,6 +138,13 @@ class TextGradOptimizer(Teleprompter):
             if (spent := checkpoint.spent()) is not None:
                 budget.restore(spent)
         if valset is not None:
+            for name in ("max_lm_calls", "max_metric_calls"):
+                limit = self.budgets[name]
+                if limit is not None and limit <= 2 * len(valset):
+                    raise ValueError(
+                        f"{name}={limit} does not cover the final valset check ({2 * len(valset)} program runs: "
+                        f"the seed and the optimized program on {len(valset)} examples) and the optimization: "
+                        f"raise {name} or pass a smaller valset.")
             budget.reserve(2 * len(valset))
         run = RunContext(student, tuple(trainset), tuple(valset) if valset is not None else None, metric, lms, seed,
                          self.method, budget, ErrorLog(collect_secrets(lms.values())), checkpoint, self.num_threads,

@@ -182,6 +182,13 @@ def test_the_valset_check_is_inside_the_budget():
     assert result.val_scores or "budget" in result.reason
 
 
+def test_a_budget_that_cannot_cover_the_valset_check_is_refused_up_front():
+    with dspy.context(lm=FakeLM(uppercase_task)):
+        with pytest.raises(ValueError, match="max_lm_calls=10 does not cover the final valset check"):
+            FGO(metric=exact_metric, optimizer_lm=FakeLM(rule_optimizer), max_lm_calls=10).compile(
+                predict(), trainset=word_examples(4), valset=val(6))
+
+
 def test_max_cost_without_prices_is_an_error_that_says_so():
     with dspy.context(lm=FakeLM(uppercase_task, model="fake/task")):
         with pytest.raises(ValueError, match="max_cost.*no price for.*fake/"):
