@@ -238,7 +238,7 @@ def price(model: str, prompt_tokens: int, completion_tokens: int) -> float | Non
 
 def count_tokens(text: str, model: str | None = None) -> int:
     """Tokens in ``text``: litellm's counter for ``model`` (tiktoken for unknown models), never below a
-    conservative estimate (a token per CJK character or symbol, one per 3 other characters), so budgets
+    conservative estimate (two tokens per CJK character or symbol, one per 4 other characters), so budgets
     hold for models whose tokenizer we do not have."""
     if not text:
         return 0

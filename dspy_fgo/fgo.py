@@ -55,7 +55,7 @@ class TextGradOptimizer(Teleprompter):
         max_metric_calls: int | None = None,
         log_dir: str | None = None,
         max_retries: int = 2,
-        timeout: float | None = 300.0,
+        timeout: float | None = 600.0,
         max_component_tokens: int = 1000,
         executor: str = "thread",
     ):
