@@ -83,13 +83,12 @@ class SubsetResult:
 
 def optimize_job(run: RunContext, job: Job) -> SubsetResult | None:
     """Algorithm 1 for one job, or its checkpoint; an unexpected failure is recorded and gives None so
-    the other jobs go on (a spent budget, Ctrl-C and a failing LM are not failures of the job)."""
+    the other jobs go on (Ctrl-C and an LM that keeps failing stop the run; a spent budget ends the job
+    with what it has). Configuration errors were found before any job started."""
     if run.checkpoint is not None and (done := run.checkpoint.load_subset(job.job_id, job.indices)) is not None:
         return done
     try:
         result = optimize_on_batches(run, job)
-    except (ValueError, KeyboardInterrupt):
-        raise
     except Exception as exc:
         from .context import LMFailedError
 
