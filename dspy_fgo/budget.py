@@ -70,6 +70,15 @@ class _RoleTracker:
 class Budget:
     """Thread-safe usage per role and the limits checked before each unit of LM work."""
 
+    def __getstate__(self):  # travels to Ray workers without its lock
+        state = self.__dict__.copy()
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def __init__(self, max_lm_calls: int | None = None, max_tokens: int | None = None,
                  max_cost: float | None = None, max_metric_calls: int | None = None):
         for name, value in zip(LIMITS, (max_lm_calls, max_tokens, max_cost, max_metric_calls), strict=True):
@@ -205,7 +214,25 @@ class Budget:
                 "task_runs": self._task_runs,
                 "context_trims": self.trims,
                 "limits": dict(self.limits),
+                "stopped": self.stopped,
             }
+
+    def add_since(self, data: dict[str, Any], before: dict[str, Any]) -> None:
+        """Add what a copy of this budget (a Ray worker's) spent after the snapshot ``before``."""
+        old = before.get("roles", {})
+        with self._lock:
+            for name, usage in data.get("roles", {}).items():
+                spent = RoleUsage(**usage)
+                if name in old:
+                    prev = RoleUsage(**old[name])
+                    spent = RoleUsage(spent.calls - prev.calls, spent.prompt_tokens - prev.prompt_tokens,
+                                      spent.completion_tokens - prev.completion_tokens,
+                                      None if spent.cost is None else spent.cost - (prev.cost or 0.0),
+                                      spent.seconds - prev.seconds)
+                self.roles.setdefault(name, RoleUsage()).merge(spent)
+            for key, attr in (("metric_calls", "metric_calls"), ("task_runs", "_task_runs"), ("context_trims", "trims")):
+                setattr(self, attr, getattr(self, attr) + int(data.get(key, 0)) - int(before.get(key, 0)))
+            self.stopped = self.stopped or data.get("stopped")
 
     def restore(self, data: dict[str, Any]) -> None:
         """Continue a resumed run's spending (the usage saved in its checkpoint)."""

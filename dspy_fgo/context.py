@@ -62,6 +62,15 @@ class ErrorLog:
         self.secrets = tuple(secrets)
         self._recent: dict[str, deque[bool]] = {}
 
+    def __getstate__(self):  # travels to Ray workers without its lock
+        state = self.__dict__.copy()
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def record(self, stage: str, message: str, **details: Any) -> None:
         message = redact(message, self.secrets)[:2000]
         logger.warning("%s error: %s", stage, message[:300])

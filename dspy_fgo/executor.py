@@ -101,23 +101,30 @@ class RayExecutor:
         remote = ray.remote(_apply)
         fn_ref, run_ref = ray.put(fn), ray.put(run)
         refs = [remote.remote(fn_ref, run_ref, job) for job in jobs]
-        results = [ray.get(ref) for ref in tqdm(refs, desc=desc, disable=len(refs) <= 1, leave=False)]
-        for value in results:
-            if isinstance(value, _Raised):
-                raise value.exc
-        return [value for value in results]
+        before = run.budget.to_dict()
+        outcomes = [ray.get(ref) for ref in tqdm(refs, desc=desc, disable=len(refs) <= 1, leave=False)]
+        for outcome in outcomes:  # the workers' usage and errors come back into the driver's record
+            run.budget.add_since(outcome.usage, before)
+            for record in outcome.errors:
+                run.errors.record(record.pop("stage"), record.pop("message"), **record)
+        for outcome in outcomes:
+            if outcome.exc is not None:
+                raise outcome.exc
+        return [outcome.value for outcome in outcomes]
 
 
-class _Raised:
-    def __init__(self, exc: BaseException):
-        self.exc = exc
+class _Outcome:
+    def __init__(self, value: Any, exc: BaseException | None, usage: dict, errors: list):
+        self.value, self.exc, self.usage, self.errors = value, exc, usage, errors
 
 
 def _apply(fn, run, job):
+    value, exc = None, None
     try:
-        return fn(run, job)
-    except Exception as exc:  # the driver re-raises it, as the thread pool would
-        return _Raised(exc)
+        value = fn(run, job)
+    except Exception as error:  # the driver re-raises it, as the thread pool would
+        exc = error
+    return _Outcome(value, exc, run.budget.to_dict(), [dict(r) for r in run.errors.records])
 
 
 def executor_for(name: str):
