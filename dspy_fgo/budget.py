@@ -20,6 +20,8 @@ from typing import Any
 
 import dspy
 
+from .executor import Shippable
+
 logger = logging.getLogger(__name__)
 
 ROLES = ("task", "evaluator", "optimizer", "merge")
@@ -67,17 +69,8 @@ class _RoleTracker:
         return self
 
 
-class Budget:
+class Budget(Shippable):
     """Thread-safe usage per role and the limits checked before each unit of LM work."""
-
-    def __getstate__(self):  # travels to Ray workers without its lock
-        state = self.__dict__.copy()
-        del state["_lock"]
-        return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
 
     def __init__(self, max_lm_calls: int | None = None, max_tokens: int | None = None,
                  max_cost: float | None = None, max_metric_calls: int | None = None):

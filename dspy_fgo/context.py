@@ -22,7 +22,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 
 from .budget import Budget, BudgetExhausted, context_window, count_tokens
 from .candidate import Candidate
-from .executor import check_interrupt
+from .executor import Shippable, check_interrupt
 from .persist import Checkpoint, collect_secrets, redact
 from .rollout import Trajectory, run_examples
 
@@ -52,7 +52,7 @@ def _unparseable(exc: BaseException) -> bool:
     return isinstance(exc, AdapterParseError)
 
 
-class ErrorLog:
+class ErrorLog(Shippable):
     """Every failure of the run, counted by kind; detects an LM that keeps failing."""
 
     def __init__(self, secrets: Sequence[str] = ()):
@@ -61,15 +61,6 @@ class ErrorLog:
         self.counts: Counter[str] = Counter()
         self.secrets = tuple(secrets)
         self._recent: dict[str, deque[bool]] = {}
-
-    def __getstate__(self):  # travels to Ray workers without its lock
-        state = self.__dict__.copy()
-        del state["_lock"]
-        return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
 
     def record(self, stage: str, message: str, **details: Any) -> None:
         message = redact(message, self.secrets)[:2000]

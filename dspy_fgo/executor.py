@@ -26,6 +26,19 @@ R = TypeVar("R")
 _STOP = threading.Event()
 
 
+class Shippable:
+    """Mixin for objects with a ``_lock`` that travel to Ray workers (pickled without the lock)."""
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+
 class Interrupted(KeyboardInterrupt):
     """Raised in workers once the run was interrupted (Ctrl-C or a fatal error elsewhere)."""
 
