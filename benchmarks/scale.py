@@ -275,7 +275,7 @@ def run_one(method: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _tokens(text: str) -> int:
-    from dspy_fgo.accounting import count_tokens
+    from dspy_fgo.budget import count_tokens
 
     return count_tokens(text)
 

@@ -7,7 +7,7 @@ real token counting, and canned but well-formed answers for any DSPy signature.
 
 Every LM made on one :class:`SimulatedServer` shares its concurrency limit (one deployment serving
 all roles) and its call log. A call waits for a free slot, sleeps ``latency`` seconds (no CPU), and
-answers. Prompt tokens are counted with litellm's counter (``dspy_fgo.accounting.count_tokens``); a
+answers. Prompt tokens are counted with litellm's counter (``dspy_fgo.budget.count_tokens``); a
 prompt longer than ``window`` tokens raises ``litellm.ContextWindowExceededError`` at once (no sleep)
 and is counted as an overflow.
 
@@ -36,7 +36,7 @@ from typing import Any
 
 from dspy.clients.base_lm import BaseLM
 
-from dspy_fgo.accounting import count_tokens
+from dspy_fgo.budget import count_tokens
 
 warnings.filterwarnings("ignore", message="Implementing custom LMs through BaseLM", category=DeprecationWarning)
 
@@ -384,7 +384,7 @@ class SimulatedLM(BaseLM):
         super().__init__(model=model, model_type="chat", temperature=temperature, max_tokens=max_tokens, cache=False)
         self.server = server or SimulatedServer(latency=latency, concurrency=concurrency, window=window)
         self.responder = responder
-        self.context_window = self.server.window  # read by dspy_fgo.accounting.context_window
+        self.context_window = self.server.window  # read by dspy_fgo.budget.context_window
 
     @property
     def overflows(self) -> int:

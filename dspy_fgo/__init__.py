@@ -1,13 +1,15 @@
 """dspy-fgo: Fine-Grained Optimization (divide, optimize, merge) as a DSPy optimizer."""
 
+from .baselines import AllAtOnce, BatchWise, Bootstrapping
+from .budget import BudgetExhausted
 from .candidate import Candidate
+from .context import LMFailedError
+from .fgo import FGO, FGOTeleprompter, TextGradOptimizer
 from .merge import MergeNode
 from .optimize import SubsetResult
+from .persist import load_program, save_program
 from .result import FGOResult
 from .rollout import Trajectory
-from .saving import load_program, save_program
-from .schedules import AllAtOnce, BatchWise, Bootstrapping
-from .teleprompter import FGO, FGOTeleprompter, TextGradOptimizer
 
 __all__ = [
     "FGO",
@@ -21,6 +23,8 @@ __all__ = [
     "MergeNode",
     "SubsetResult",
     "Trajectory",
+    "BudgetExhausted",
+    "LMFailedError",
     "save_program",
     "load_program",
 ]

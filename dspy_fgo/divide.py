@@ -169,3 +169,22 @@ def check_partition(parts: Partition, n: int) -> None:
         raise ValueError("The partition's subsets overlap: every example must be in exactly one subset.")
     if set(flat) != set(range(n)):
         raise ValueError(f"The partition does not cover the trainset exactly ({len(set(flat))} of {n} indices).")
+
+
+class DivideSchedule:
+    """FGO's data schedule: one job per subset of the partition, each the same batch for ``epochs`` steps."""
+
+    def __init__(self, partition: str | Callable = "random", num_subsets: int | None = None,
+                 subset_size: int | None = None, embedder: Callable | None = None):
+        self.partition, self.num_subsets, self.subset_size, self.embedder = partition, num_subsets, subset_size, embedder
+
+    def jobs(self, run, epochs: int, threads: int) -> list:
+        from .feedback import OverflowPolicy
+        from .optimize import Job
+
+        parts = divide(run.trainset, self.partition, self.num_subsets, self.subset_size, run.random_seed,
+                       self.embedder)
+        logger.info("FGO: %d subsets of sizes %s", len(parts), [len(p) for p in parts])
+        inner = -(-threads // max(1, min(threads, len(parts))))  # ceil: no idle slots when subsets < threads
+        return [Job(i, tuple(p), (tuple(p),) * epochs, tuple(range(epochs)), True, OverflowPolicy("summarize"), inner)
+                for i, p in enumerate(parts)]

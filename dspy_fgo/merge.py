@@ -3,7 +3,8 @@
 While a group holds more than ``t`` candidates it is split into floor(sqrt(n)) clusters by KMeans over
 candidate embeddings (TF-IDF of their texts) and each cluster is merged recursively; the merged
 candidates then form the next, smaller group. A small group is merged with one LM call per differing
-component, and every merged candidate is back-tested on the union of its members' examples.
+component, and every merged candidate is back-tested on the union of its members' examples. A merge
+that scores below its best member on the union is not passed up: the member is (``note`` says so).
 """
 
 from __future__ import annotations
@@ -13,14 +14,17 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from .budget import BudgetExhausted, cut_to_tokens
 from .candidate import Candidate
 from .divide import embed_texts, kmeans_labels, labels_to_partition
-from .engine import Engine
 from .executor import parallel_map
-from .rollout import cut_middle, mean_score
+from .rollout import mean_score
 from .signatures import MergeComponents
+
+if TYPE_CHECKING:
+    from .context import RunContext
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +40,7 @@ class MergeNode:
     children: list[MergeNode] = field(default_factory=list)
     subset_id: int | None = None
     categories: list[str] = field(default_factory=list)
+    note: str = ""  # why this node holds the candidate it holds (e.g. a member kept over a worse merge)
 
     @property
     def is_leaf(self) -> bool:
@@ -57,6 +62,7 @@ class MergeNode:
             "indices": list(self.indices),
             "categories": list(self.categories),
             "score": self.score,
+            "note": self.note,
             "candidate": self.candidate.to_dict(),
         }
 
@@ -97,49 +103,100 @@ def kmeans_cluster(seed: int = 0) -> ClusterFn:
 
 
 class LMMerger:
-    """Merge a group with the merge LM (one call per component that differs), then back-test it."""
+    """Merge a group with the merge LM (one call per component that differs), back-test it on the union,
+    and pass up the merge only when it scores at least as well there as the best member."""
 
-    def __init__(self, engine: Engine, first_node_id: int):
-        self.engine = engine
+    def __init__(self, run: RunContext, first_node_id: int, threads: int = 1):
+        self.run, self.threads = run, threads
         self._ids = itertools.count(first_node_id)
 
     def __call__(self, nodes: Sequence[MergeNode]) -> MergeNode:
         indices = sorted(i for n in nodes for i in n.indices)
         categories = sorted({c for n in nodes for c in n.categories})
-        checkpoint = self.engine.checkpoint
+        checkpoint = self.run.checkpoint
         done = checkpoint.load_merge(nodes) if checkpoint is not None else None
         if done is not None:
-            return MergeNode(next(self._ids), done[0], indices, done[1], list(nodes), None, categories)
+            return MergeNode(next(self._ids), done["candidate"], indices, done["score"], list(nodes), None,
+                             categories, done["note"])
         best = max(nodes, key=lambda n: n.score if n.score is not None else -1.0)
-        if (reason := self.engine.accounting.over_budget()) is not None:
-            logger.info("Budget reached (%s): node keeps its best member instead of merging", reason)
-            return MergeNode(next(self._ids), best.candidate, indices, best.score, list(nodes), None, categories)
-        candidate = self.merge_candidates(best.candidate, nodes)
-        trajs = self.engine.evaluate(candidate, indices, desc="back-test")
-        node = MergeNode(next(self._ids), candidate, indices, mean_score(trajs), list(nodes), None, categories)
-        logger.info("Merged %d candidates -> node %d, back-test %.3f on %d examples",
-                    len(nodes), node.node_id, node.score, len(indices))
+        try:
+            candidate, score, note = self._merge_and_test(best, nodes, indices)
+        except BudgetExhausted as exc:
+            logger.info("Budget reached (%s): node keeps its best member instead of merging", exc.reason)
+            return MergeNode(next(self._ids), best.candidate, indices, best.score, list(nodes), None, categories,
+                             f"budget reached ({exc.reason}): kept member {best.node_id} unmerged")
+        node = MergeNode(next(self._ids), candidate, indices, score, list(nodes), None, categories, note)
+        logger.info("Merge node %d over %d members: %s", node.node_id, len(nodes), note)
         if checkpoint is not None:
             checkpoint.save_merge(nodes, node)
+            checkpoint.save_spent(self.run.budget.to_dict())
         return node
+
+    def _merge_and_test(self, best: MergeNode, nodes: Sequence[MergeNode], indices: list[int]):
+        """The merged candidate and its union score, or the best member's when the merge is worse."""
+        candidate = self.merge_candidates(best.candidate, nodes)
+        rest = [i for i in indices if i not in set(best.indices)]
+        member_score = self._union_score(best, rest, len(indices))
+        if candidate == best.candidate:
+            return best.candidate, member_score, f"merge changed nothing: member {best.node_id} ({member_score:.3f})"
+        merged = mean_score(self.run.evaluate(candidate, indices, threads=self.threads, desc="back-test"))
+        if merged < member_score:
+            return best.candidate, member_score, (f"merge scored {merged:.3f} < member {best.node_id}'s "
+                                                  f"{member_score:.3f} on the union: kept the member")
+        return candidate, merged, f"merged: {merged:.3f} >= best member's {member_score:.3f} on the union"
+
+    def _union_score(self, member: MergeNode, rest: list[int], total: int) -> float:
+        """``member``'s score on the union: its own score on its examples, a back-test on the others'."""
+        own = member.score
+        if own is None:
+            own_trajs = self.run.evaluate(member.candidate, member.indices, threads=self.threads, desc="back-test")
+            own = mean_score(own_trajs)
+        if not rest:
+            return own
+        others = mean_score(self.run.evaluate(member.candidate, rest, threads=self.threads, desc="back-test"))
+        return (own * len(member.indices) + others * len(rest)) / total
 
     def merge_candidates(self, base: Candidate, nodes: Sequence[MergeNode]) -> Candidate:
         """One merged text per component whose versions differ (components merge in parallel)."""
         differing = [name for name in base if len({n.candidate[name] for n in nodes}) > 1]
-        merged = parallel_map(lambda name: self.merge_component(name, nodes), differing,
-                              self.engine.num_threads, desc="merge components")
+        merged = parallel_map(lambda name: self.merge_component(name, nodes), differing, self.threads,
+                              desc="merge components")
         updates = {name: text for name, text in zip(differing, merged, strict=True) if text}
         return base.updated(updates) if updates else base
 
     def merge_component(self, name: str, nodes: Sequence[MergeNode]) -> str | None:
-        budget = self.engine.input_budget("merge")
-        per_version = max(40, budget * 3 // len(nodes))  # ~3 characters a token
+        from .feedback import accept_text
+
+        model = self.run.lms["merge"].model
+        per_version = max(40, self.run.input_budget("merge") // len(nodes) - 30)
         versions = "\n\n".join(
             f"Version {i + 1}: optimized on {len(n.indices)} examples"
             + (f" ({', '.join(n.categories)})" if n.categories else "")
             + (f", score {n.score:.2f}" if n.score is not None else "")
-            + f"\n{cut_middle(n.candidate[name], per_version)}"
+            + f"\n{cut_to_tokens(n.candidate[name], per_version, model)}"
             for i, n in enumerate(nodes)
         )
-        out = self.engine.call(MergeComponents, "merge", component_name=name, versions=versions)
-        return str(out.merged_text).strip() if out is not None and out.get("merged_text") else None
+        out = self.run.call(MergeComponents, "merge", component_name=name, versions=versions)
+        return accept_text(self.run, "merge", name, out.get("merged_text") if out is not None else None)
+
+
+class ProgressiveMerger:
+    """Algorithm 2 as the pipeline's merge strategy (``clustering="none"`` merges all leaves at once)."""
+
+    def __init__(self, threshold: int = 4, clustering: str = "kmeans"):
+        self.threshold, self.clustering = threshold, clustering
+
+    def merge(self, run: RunContext, leaves: Sequence[MergeNode], threads: int) -> MergeNode | None:
+        if not leaves:
+            return None
+        merger = LMMerger(run, first_node_id=max(n.node_id for n in leaves) + 1, threads=threads)
+        if self.clustering == "none" and len(leaves) > 1:
+            return merger(leaves)
+        return progressive_merge(leaves, self.threshold, kmeans_cluster(run.random_seed), merger, threads)
+
+
+class NoMerge:
+    """The baselines' merge strategy: their one leaf is the root."""
+
+    def merge(self, run: RunContext, leaves: Sequence[MergeNode], threads: int) -> MergeNode | None:
+        return leaves[0] if leaves else None

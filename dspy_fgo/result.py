@@ -27,7 +27,10 @@ class FGOResult:
     config: dict[str, Any] = field(default_factory=dict)
     stopped: str | None = None
     seconds: float = 0.0
-    resumed: dict[str, int] = field(default_factory=dict)  # subsets and merges read back from log_dir
+    resumed: dict[str, int] = field(default_factory=dict)  # subsets, merges, valset scores read back
+    selected: int | str = "seed"  # the merge-tree node id that won, or "seed"
+    train_scores: dict[str, float] = field(default_factory=dict)  # without a valset: the union back-test
+    error_counts: dict[str, int] = field(default_factory=dict)  # failures per kind (role or stage)
 
     @property
     def merge_tree(self) -> list[dict[str, Any]]:
@@ -49,10 +52,13 @@ class FGOResult:
             "stopped": self.stopped,
             "seconds": self.seconds,
             "resumed": self.resumed,
+            "selected": self.selected,
+            "train_scores": self.train_scores,
+            "error_counts": self.error_counts,
         }
 
     def to_json(self, path: str | Path | None = None) -> str:
-        text = json.dumps(self.to_dict(), indent=2, ensure_ascii=False, default=str)
+        text = json.dumps(self.to_dict(), indent=2, ensure_ascii=False, default=str, allow_nan=False)
         if path is not None:
             Path(path).write_text(text)
         return text
@@ -62,7 +68,8 @@ class FGOResult:
         side = self.accounting.get("optimizer_side", {})
         lines = [
             f"{self.method}: chose {self.final_choice} ({self.reason})",
-            f"  subsets: {len(self.subsets)}, merge nodes: {len(self.merge_tree)}, errors: {len(self.errors)}",
+            f"  subsets: {len(self.subsets)}, merge nodes: {len(self.merge_tree)}, "
+            f"errors: {sum(self.error_counts.values()) or len(self.errors)} {self.error_counts or ''}".rstrip(),
             f"  optimizer-side: {side.get('calls', 0)} calls, {side.get('prompt_tokens', 0)} prompt tokens, "
             f"{side.get('completion_tokens', 0)} completion tokens",
         ]
@@ -72,12 +79,10 @@ class FGOResult:
 
     def plot(self, path: str | Path | None = None):
         """Score before/after per subset and the merge back-test scores, as a matplotlib figure."""
-        import matplotlib
+        from matplotlib.figure import Figure
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+        fig = Figure(figsize=(10, 4))
+        left, right = fig.subplots(1, 2)
         for s in self.subsets:
             xs = [0] + [i + 1 for i, st in enumerate(s.steps) if st.score_after is not None]
             ys = ([s.steps[0].score_before] if s.steps else [0.0]) + [

@@ -11,7 +11,7 @@ from typing import Any
 
 import dspy
 
-from .accounting import count_tokens
+from .budget import count_tokens, cut_to_tokens
 from .executor import parallel_map
 
 logger = logging.getLogger(__name__)
@@ -58,15 +58,15 @@ class MetricResult:
 def call_metric(metric: Callable, example: dspy.Example, prediction: Any, trace: Any = None) -> MetricResult:
     """Normalize a DSPy metric's answer (number, bool or ``Prediction(score=, feedback=)``)."""
     value = metric(example, prediction, trace)
+    feedback = None
     if isinstance(value, dspy.Prediction) or hasattr(value, "score"):
-        feedback = getattr(value, "feedback", None)
-        return MetricResult(float(value.score), str(feedback) if feedback else None)
-    if isinstance(value, dict) and "score" in value:
-        return MetricResult(float(value["score"]), value.get("feedback"))
+        feedback, value = getattr(value, "feedback", None), value.score
+    elif isinstance(value, dict) and "score" in value:
+        feedback, value = value.get("feedback"), value["score"]
     score = float(value)
-    if math.isnan(score):
-        raise ValueError("metric returned NaN")
-    return MetricResult(score)
+    if not math.isfinite(score):
+        raise ValueError(f"metric returned {score} (scores must be finite numbers)")
+    return MetricResult(score, str(feedback) if feedback else None)
 
 
 def run_examples(
@@ -76,32 +76,53 @@ def run_examples(
     metric: Callable,
     num_threads: int = 1,
     desc: str | None = None,
+    runner: Callable | None = None,
+    on_metric: Callable[[], None] | None = None,
 ) -> list[Trajectory]:
-    """Run ``program`` on ``examples[i]`` for each i in ``indices``; never raises for one bad example."""
+    """Run ``program`` on ``examples[i]`` for each i in ``indices``; a failing run becomes a Trajectory
+    with its error. ``runner(run_one)`` applies the run's LM policy to each program run (returning
+    ``(value, final exception)``); without it the program is called once."""
     names = {id(p): name for name, p in program.named_predictors()}
+    runner = runner or _run_plain
     return parallel_map(
-        lambda i: _run_one(program, names, examples[i], i, metric),
+        lambda i: _run_one(program, names, examples[i], i, metric, runner, on_metric),
         list(indices),
         num_threads=num_threads,
         desc=desc,
     )
 
 
-def _run_one(program: dspy.Module, names: dict[int, str], example: dspy.Example, index: int, metric: Callable):
+def _run_plain(run_one: Callable[[int], Any]) -> tuple[Any, BaseException | None]:
+    try:
+        return run_one(0), None
+    except Exception as exc:
+        return None, exc
+
+
+def _run_one(program: dspy.Module, names: dict[int, str], example: dspy.Example, index: int, metric: Callable,
+             runner: Callable, on_metric: Callable[[], None] | None):
     inputs = {k: _text(v) for k, v in example.inputs().items()}
     metadata = {k: _text(example[k]) for k in METADATA_KEYS if k in example}
     label = {k: _text(v) for k, v in example.labels().items() if k not in metadata}
-    with dspy.context(trace=[]):
-        try:
-            prediction = program(**example.inputs())
-        except Exception as exc:  # a failing program run is data for the critic, not a crash
-            logger.debug("Program failed on example %d: %s", index, exc)
-            steps = _steps(dspy.settings.trace, names)
-            return Trajectory(index, inputs, label, None, 0.0, steps=steps, error=_error(exc), metadata=metadata)
-        trace = list(dspy.settings.trace)
+    traces: list[list] = []
+
+    def run_one(attempt: int):
+        trace: list = []
+        traces.append(trace)
+        with dspy.context(trace=trace):
+            return program(**example.inputs())
+
+    prediction, exc = runner(run_one)
+    trace = list(traces[-1]) if traces else []
+    if exc is not None:  # a failing program run is data for the critic, not a crash
+        logger.debug("Program failed on example %d: %s", index, exc)
+        return Trajectory(index, inputs, label, None, 0.0, steps=_steps(trace, names), error=_error(exc),
+                          metadata=metadata)
     steps = _steps(trace, names)
     outputs = {k: _text(v) for k, v in prediction.items() if k != "trajectory"}
     tools = _tool_calls(prediction)
+    if on_metric is not None:
+        on_metric()
     try:
         result = call_metric(metric, example, prediction, trace)
     except Exception as exc:
@@ -182,10 +203,7 @@ def render_trajectory(traj: Trajectory, budget_tokens: int, model: str | None = 
 
 
 def _hard_cut(text: str, budget_tokens: int, model: str | None) -> str:
-    chars = max(40, budget_tokens * 3)
-    while chars > 40 and count_tokens(cut_middle(text, chars), model) > budget_tokens:
-        chars = int(chars * 0.7)
-    return cut_middle(text, chars)
+    return cut_to_tokens(text, budget_tokens, model, marker=CUT_MARKER.format(n="some"))
 
 
 def _render(traj: Trajectory, field_chars: int, critique: str | None) -> str:

@@ -11,7 +11,8 @@ from types import SimpleNamespace
 import dspy
 from dspy.clients.base_lm import BaseLM
 
-from dspy_fgo.accounting import count_tokens
+from dspy_fgo.budget import count_tokens
+from dspy_fgo.executor import Shippable
 
 warnings.filterwarnings("ignore", message="Implementing custom LMs through BaseLM", category=DeprecationWarning)
 
@@ -23,7 +24,7 @@ class ContextWindowExceeded(Exception):
     """Raised like litellm's error when a prompt is longer than the fake's window."""
 
 
-class FakeLM(BaseLM):
+class FakeLM(Shippable, BaseLM):  # picklable for Ray workers (counters then stay with the copy)
     """An LM whose answer is ``handler(request) -> dict of output field values``.
 
     ``request`` has ``.system`` (the signature's instructions and field list), ``.fields`` (the input
@@ -39,15 +40,6 @@ class FakeLM(BaseLM):
         self.overflows = 0
         self._lock = threading.Lock()
         self.requests: list[SimpleNamespace] = []
-
-    def __getstate__(self):  # picklable for Ray workers (counters then stay with the copy)
-        state = self.__dict__.copy()
-        del state["_lock"]
-        return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
 
     def forward(self, prompt=None, messages=None, **kwargs):
         system = "\n".join(m["content"] for m in messages if m["role"] == "system")

@@ -5,13 +5,13 @@ import dspy
 import pytest
 from fakes import FakeLM, exact_metric, rule_optimizer, uppercase_task, word_examples
 
-from dspy_fgo import FGO, AllAtOnce
+from dspy_fgo import FGO, AllAtOnce, LMFailedError
 
 
 @pytest.fixture(autouse=True)
 def no_backoff_sleep(monkeypatch):
     """Retries back off with time.sleep; the tests need not wait."""
-    monkeypatch.setattr("dspy_fgo.engine.time.sleep", lambda seconds: None)
+    monkeypatch.setattr("dspy_fgo.context._sleep", lambda seconds: None)
 
 
 class Flaky:
@@ -48,16 +48,16 @@ def test_twenty_percent_failing_calls_never_end_the_run_or_make_it_worse(cls, se
     assert optimized.fgo_result.final_choice in ("optimized", "seed")
 
 
-def test_every_optimizer_call_failing_returns_the_seed_with_the_errors_recorded():
+def test_every_optimizer_call_failing_stops_the_run_with_an_error_that_says_what_failed():
     def broken(request):
         raise ConnectionError("server down")
 
+    opt = FakeLM(broken)
     with dspy.context(lm=FakeLM(uppercase_task)):
-        optimized = FGO(metric=exact_metric, optimizer_lm=FakeLM(broken), num_subsets=2, epochs=1, max_retries=1,
-                        ).compile(dspy.Predict("question -> answer"), trainset=word_examples(6))
-    result = optimized.fgo_result
-    assert result.final_choice == "seed"
-    assert any("server down" in e["message"] for e in result.errors)
+        with pytest.raises(LMFailedError, match="evaluator LM failed on 5 calls in a row.*ConnectionError: server down"):
+            FGO(metric=exact_metric, optimizer_lm=opt, num_subsets=2, epochs=1, max_retries=1, num_threads=1,
+                ).compile(dspy.Predict("question -> answer"), trainset=word_examples(6))
+    assert len(opt.requests) == 0  # every call failed; the run did not go on to propose from zeros
 
 
 def test_budget_stops_new_work_and_returns_the_best_so_far():

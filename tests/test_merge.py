@@ -6,7 +6,7 @@ import pytest
 from fakes import FakeLM, exact_metric, rule_optimizer, uppercase_task, word_examples
 
 from dspy_fgo import Candidate
-from dspy_fgo.engine import Engine
+from dspy_fgo.context import RunContext
 from dspy_fgo.merge import LMMerger, MergeNode, kmeans_cluster, progressive_merge
 
 
@@ -62,13 +62,28 @@ def test_merge_threshold_below_two_is_rejected():
 def test_lm_merge_back_tests_on_the_union_of_members():
     task, opt = FakeLM(uppercase_task), FakeLM(rule_optimizer)
     train = word_examples(8)
-    engine = Engine(dspy.Predict("question -> answer"), train, exact_metric, opt, opt, opt, task_lm=task)
+    engine = RunContext.create(dspy.Predict("question -> answer"), train, exact_metric, optimizer_lm=opt, task_lm=task)
     a = MergeNode(0, Candidate({"self": "Answer. Always answer in UPPERCASE."}), [0, 1, 2], 1.0, subset_id=0)
     b = MergeNode(1, Candidate({"self": "Answer briefly."}), [5, 6], 0.0, subset_id=1)
     node = LMMerger(engine, first_node_id=2)([a, b])
     asked = [r.fields["question"] for r in task.requests]
-    assert sorted(asked) == sorted(train[i].question for i in [0, 1, 2, 5, 6])
+    # the best member (a) on the other member's examples, then the merge on the whole union
+    assert sorted(asked) == sorted(train[i].question for i in [5, 6, 0, 1, 2, 5, 6])
     assert node.indices == [0, 1, 2, 5, 6] and node.children == [a, b] and node.node_id == 2
     assert "UPPERCASE" in node.candidate["self"] and node.score == 1.0
     merge_requests = [r for r in opt.requests if "merged_text" in r.outputs]
     assert len(merge_requests) == 1 and "score 1.00" in merge_requests[0].fields["versions"]
+
+
+def test_a_merge_worse_than_its_best_member_on_the_union_is_not_passed_up():
+    def bad_merge(request):
+        return {"merged_text": "Answer in lowercase."} if "merged_text" in request.outputs else rule_optimizer(request)
+
+    task, opt = FakeLM(uppercase_task), FakeLM(bad_merge)
+    run = RunContext.create(dspy.Predict("question -> answer"), word_examples(8), exact_metric, optimizer_lm=opt,
+                            task_lm=task)
+    a = MergeNode(0, Candidate({"self": "Answer. Always answer in UPPERCASE."}), [0, 1, 2], 1.0, subset_id=0)
+    b = MergeNode(1, Candidate({"self": "Answer in UPPERCASE, briefly."}), [5, 6], 1.0, subset_id=1)
+    node = LMMerger(run, first_node_id=2)([a, b])
+    assert node.candidate == a.candidate and node.score == 1.0
+    assert "kept the member" in node.note and node.children == [a, b]

@@ -20,11 +20,11 @@ def local_ray():
     ray.shutdown()
 
 
-def compile_with(executor):
+def compile_with(executor, **kw):
     task, opt = FakeLM(uppercase_task, model="fake/task"), FakeLM(rule_optimizer, model="fake/opt")
     with dspy.context(lm=task):
         return FGO(metric=exact_metric, optimizer_lm=opt, num_subsets=4, epochs=1, merge_threshold=2, seed=3,
-                   executor=executor).compile(dspy.Predict("question -> answer"), trainset=word_examples(12),
+                   executor=executor, **kw).compile(dspy.Predict("question -> answer"), trainset=word_examples(12),
                                               valset=word_examples(3))
 
 
@@ -36,3 +36,9 @@ def test_ray_executor_matches_the_thread_executor(local_ray):
     # the workers' LM usage comes back into the driver's accounting
     for role in ("task", "evaluator", "optimizer"):
         assert on_ray.accounting["roles"][role]["calls"] == on_threads.accounting["roles"][role]["calls"]
+
+
+def test_ray_and_threads_stop_on_the_same_budget(local_ray):
+    on_threads = compile_with("thread", max_lm_calls=40).fgo_result
+    on_ray = compile_with("ray", max_lm_calls=40).fgo_result
+    assert on_threads.stopped and on_ray.stopped and "max_lm_calls=40" in on_ray.stopped

@@ -54,7 +54,8 @@ def test_sigkill_mid_run_then_resume_gives_the_same_result_without_redoing_subse
     script = tmp_path / "run.py"
     script.write_text(SCRIPT.format(tests=str(HERE), log_dir=str(log_dir)))
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
+                            env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+                                     "PYTHONPATH": os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")])})
     deadline = time.time() + 120
     while len(list((log_dir / "subsets").glob("*.json"))) < 2:
         assert proc.poll() is None, "the run finished before it could be killed"

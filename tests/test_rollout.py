@@ -3,9 +3,9 @@ import pytest
 from fakes import FakeLM, exact_metric, rule_optimizer, uppercase_task, word_examples
 
 from dspy_fgo import Candidate
-from dspy_fgo.accounting import count_tokens
-from dspy_fgo.engine import Engine
-from dspy_fgo.optimize import OverflowPolicy, fit_feedback
+from dspy_fgo.budget import count_tokens
+from dspy_fgo.context import RunContext
+from dspy_fgo.feedback import OverflowPolicy, fit_feedback
 from dspy_fgo.rollout import (
     Trajectory,
     call_metric,
@@ -74,8 +74,8 @@ def test_call_metric_accepts_numbers_bools_and_feedback():
 
 def _engine(window):
     opt = FakeLM(rule_optimizer, model="fake/opt")
-    return Engine(dspy.Predict("question -> answer"), word_examples(4), exact_metric, opt, opt, opt,
-                  task_lm=FakeLM(uppercase_task), context_window_override=window), opt
+    return RunContext.create(dspy.Predict("question -> answer"), word_examples(4), exact_metric, optimizer_lm=opt,
+                             task_lm=FakeLM(uppercase_task), context_window=window), opt
 
 
 def test_overflow_trim_keeps_what_fits_and_counts_the_trim():
@@ -83,7 +83,7 @@ def test_overflow_trim_keeps_what_fits_and_counts_the_trim():
     feedback = [f"run {i}: " + "detail " * 300 for i in range(20)]
     text = fit_feedback(engine, "self", "cur", feedback, 1500, OverflowPolicy("trim"))
     assert count_tokens(text) <= 1500 and "run 0:" in text and "run 19:" not in text
-    assert engine.accounting.trims == 1
+    assert engine.budget.trims == 1
 
 
 def test_overflow_summarize_splits_across_calls_and_fits():

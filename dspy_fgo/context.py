@@ -1,0 +1,224 @@
+"""RunContext: what every stage of one ``compile()`` shares, built and checked once, then not changed.
+
+It holds the student, the data, the metric, the LMs per role, the budget guard, the error log and the
+checkpoint, and it is the one place LM work goes through: :meth:`RunContext.run_unit` applies the
+single policy for every unit of LM work (one FGO prompt, one program run on one example), on threads
+and on Ray alike: stop on Ctrl-C, ask the budget, time out, retry with backoff (tenacity), record the
+final failure by kind, and stop the run with :class:`LMFailedError` when an LM keeps failing.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import threading
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import dspy
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+from .budget import Budget, BudgetExhausted, context_window, count_tokens
+from .candidate import Candidate
+from .executor import Shippable, check_interrupt
+from .persist import Checkpoint, collect_secrets, redact
+from .rollout import Trajectory, run_examples
+
+logger = logging.getLogger(__name__)
+
+# Tokens kept free for the signature's own instructions, field headers and the adapter's formatting.
+PROMPT_OVERHEAD_TOKENS = 700
+# Our counter is not the receiving model's tokenizer: keep a margin.
+TOKENIZER_MARGIN = 0.9
+# An LM whose last this-many units of work all failed (after retries) stops the run.
+FAILURE_STREAK = 5
+MAX_ERROR_RECORDS = 500
+
+
+class LMFailedError(RuntimeError):
+    """An LM kept failing (wrong key, server down, bad model name): the run stops instead of going on
+    with zeros. Finished checkpoints are kept."""
+
+
+def _sleep(seconds: float) -> None:  # module level so that tests can skip the backoff
+    threading.Event().wait(seconds)
+
+
+def _unparseable(exc: BaseException) -> bool:
+    from dspy.utils.exceptions import AdapterParseError
+
+    return isinstance(exc, AdapterParseError)
+
+
+class ErrorLog(Shippable):
+    """Every failure of the run, counted by kind; detects an LM that keeps failing."""
+
+    def __init__(self, secrets: Sequence[str] = ()):
+        self._lock = threading.Lock()
+        self.records: list[dict[str, Any]] = []
+        self.counts: Counter[str] = Counter()
+        self.secrets = tuple(secrets)
+        self._recent: dict[str, deque[bool]] = {}
+
+    def record(self, stage: str, message: str, **details: Any) -> None:
+        message = redact(message, self.secrets)[:2000]
+        logger.warning("%s error: %s", stage, message[:300])
+        with self._lock:
+            self.counts[stage] += 1
+            if len(self.records) < MAX_ERROR_RECORDS:
+                self.records.append({"stage": stage, "message": message, **details})
+
+    def outcome(self, role: str, exc: BaseException | None) -> None:
+        """Count a unit's outcome; raise :class:`LMFailedError` after ``FAILURE_STREAK`` failures in a row."""
+        with self._lock:
+            recent = self._recent.setdefault(role, deque(maxlen=FAILURE_STREAK))
+            recent.append(exc is not None)
+            failing = len(recent) == FAILURE_STREAK and all(recent)
+        if failing:
+            what = redact(f"{type(exc).__name__}: {exc}", self.secrets)[:300]
+            raise LMFailedError(
+                f"The {role} LM failed on {FAILURE_STREAK} calls in a row after retries (last: {what}). "
+                f"Check its model name, API key and server; finished work is kept in log_dir if one was given."
+            )
+
+
+@dataclass(frozen=True)
+class RunContext:
+    student: dspy.Module
+    trainset: tuple[dspy.Example, ...]
+    valset: tuple[dspy.Example, ...] | None
+    metric: Callable
+    lms: dict[str, dspy.LM]  # task, evaluator, optimizer, merge
+    seed: Candidate
+    method: str = "fgo"
+    budget: Budget = field(default_factory=Budget)
+    errors: ErrorLog = field(default_factory=ErrorLog)
+    checkpoint: Checkpoint | None = None
+    num_threads: int = 1
+    max_retries: int = 2
+    timeout: float | None = None
+    max_component_tokens: int = 1000
+    context_window: int | None = None
+    critique_successes: bool = False
+    random_seed: int = 0
+
+    @classmethod
+    def create(cls, student: dspy.Module, trainset: Sequence[dspy.Example], metric: Callable, *,
+               optimizer_lm: dspy.LM, task_lm: dspy.LM | None = None, evaluator_lm: dspy.LM | None = None,
+               merge_lm: dspy.LM | None = None, valset: Sequence[dspy.Example] | None = None,
+               **settings: Any) -> RunContext:
+        """A context from parts (the pipeline builds its own in ``fgo.py``; tests use this)."""
+        lms = {"task": task_lm or dspy.settings.lm, "evaluator": evaluator_lm or optimizer_lm,
+               "optimizer": optimizer_lm, "merge": merge_lm or optimizer_lm}
+        settings.setdefault("errors", ErrorLog(collect_secrets(lms.values())))
+        seed = settings.pop("seed", None) or Candidate.from_program(student, "all")
+        return cls(student, tuple(trainset), tuple(valset) if valset is not None else None, metric, lms, seed,
+                   **settings)
+
+    # ----- the one policy for LM work ----------------------------------------------------------------
+
+    def run_unit(self, role: str, fn: Callable[[int], Any], *, examples: int = 0, reserved: bool = False,
+                 what: str = "") -> tuple[Any, BaseException | None]:
+        """``fn(attempt)`` under the policy; returns ``(value, None)`` or ``(None, final exception)``.
+
+        :class:`BudgetExhausted`, :class:`LMFailedError` and ``KeyboardInterrupt`` propagate."""
+        fatal = (BudgetExhausted, LMFailedError, KeyboardInterrupt)
+        retrying = Retrying(
+            stop=stop_after_attempt(self.max_retries + 1),
+            wait=wait_exponential(multiplier=0.5, max=8.0),
+            retry=retry_if_exception(lambda e: not isinstance(e, fatal)),
+            sleep=lambda s: _sleep(s),
+            reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    number = attempt.retry_state.attempt_number - 1
+                    check_interrupt()
+                    with self.budget.acquire(role, examples, reserved):
+                        value = call_with_timeout(lambda n=number: fn(n), self.timeout)
+        except fatal:
+            raise
+        except Exception as exc:
+            self.errors.record(role, f"{type(exc).__name__}: {exc}", **({"what": what} if what else {}))
+            if not _unparseable(exc):  # an unusable reply is skipped; a failing LM is counted
+                self.errors.outcome(role, exc)
+            return None, exc
+        self.errors.outcome(role, None)
+        return value, None
+
+    def call(self, signature: type[dspy.Signature], role: str, **inputs: str) -> dspy.Prediction | None:
+        """One FGO prompt on the role's LM under the policy; a final failure gives None (recorded)."""
+        def predict(attempt: int) -> dspy.Prediction:
+            with self.budget.role(role), dspy.context(lm=self.lms[role]):
+                # a new rollout_id makes DSPy's cache miss, so a retry is a fresh sample
+                return dspy.Predict(signature)(**inputs, config={"rollout_id": attempt} if attempt else {})
+
+        return self.run_unit(role, predict, what=signature.__name__)[0]
+
+    def evaluate(self, candidate: Candidate, indices: Sequence[int], *, threads: int = 1, desc: str | None = None,
+                 examples: Sequence[dspy.Example] | None = None, reserved: bool = False) -> list[Trajectory]:
+        """Run ``candidate`` on ``examples`` (default: the trainset) at ``indices`` as the task role."""
+        program = candidate.apply(self.student)
+
+        def runner(run_one: Callable[[int], Any]):
+            return self.run_unit("task", run_one, examples=1, reserved=reserved, what="program run")
+
+        with self.budget.role("task"), dspy.context(lm=self.lms["task"]):
+            trajectories = run_examples(program, examples if examples is not None else self.trainset, indices,
+                                        self.metric, num_threads=threads, desc=desc, runner=runner,
+                                        on_metric=self.budget.count_metric_call)
+        for t in trajectories:
+            if t.error and t.error.startswith("metric:"):
+                self.errors.record("metric", t.error, example=t.index)
+        failed = [t.error for t in trajectories if t.error and not t.error.startswith("metric:")]
+        if len(trajectories) >= 2 and len(failed) > len(trajectories) / 2:
+            raise LMFailedError(
+                f"The program (task LM) failed on {len(failed)} of {len(trajectories)} examples of one step after "
+                f"retries (first: {redact(failed[0], self.errors.secrets)[:300]}). Check the task LM's model name, "
+                "API key and server; finished work is kept in log_dir if one was given."
+            )
+        return trajectories
+
+    # ----- windows -----------------------------------------------------------------------------------
+
+    def input_budget(self, role: str, *fixed_texts: str) -> int:
+        """Tokens left for variable content in a prompt to ``role``'s LM after ``fixed_texts`` and the reply."""
+        lm = self.lms[role]
+        window = context_window(lm, self.context_window)
+        reply = int((getattr(lm, "kwargs", {}) or {}).get("max_tokens") or 1000)
+        fixed = sum(count_tokens(t, lm.model) for t in fixed_texts)
+        return int(window * TOKENIZER_MARGIN) - reply - fixed - PROMPT_OVERHEAD_TOKENS
+
+    def tokens(self, text: str, role: str = "optimizer") -> int:
+        return count_tokens(text, self.lms[role].model)
+
+
+def call_with_timeout(fn: Callable[[], Any], timeout: float | None) -> Any:
+    """``fn()`` on a daemon thread (DSPy's settings carried over); a hung call raises ``TimeoutError``
+    after ``timeout`` seconds and Ctrl-C is noticed within a fraction of a second."""
+    done, box = threading.Event(), {}
+    ctx = contextvars.copy_context()
+
+    def target():
+        try:
+            box["value"] = ctx.run(fn)
+        except BaseException as exc:  # handed to the caller
+            box["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=target, daemon=True, name="fgo-lm-call").start()
+    waited, step = 0.0, 0.1
+    while not done.wait(step):
+        waited += step
+        check_interrupt()
+        if timeout is not None and waited >= timeout:
+            raise TimeoutError(f"LM work took longer than timeout={timeout:g} s")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+

@@ -1,0 +1,145 @@
+"""Feedback: critique each run, render runs within a token budget, summarize what does not fit, propose.
+
+Every prompt that carries the program's components budgets them in tokens (one counter,
+``budget.count_tokens``), and every new component text is held to ``max_component_tokens``: an
+oversized or unusable reply is recorded and skipped (the old text stays), never fatal.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .budget import cut_to_tokens
+from .candidate import Candidate
+from .executor import parallel_map
+from .rollout import Trajectory, pack_within_budget, render_trajectory
+from .signatures import CritiqueTrajectory, ProposeComponent, SummarizeCritiques
+
+if TYPE_CHECKING:
+    from .context import RunContext
+
+logger = logging.getLogger(__name__)
+
+CORRECT_CRITIQUE = "Correct: the prediction matches the expected answer; keep what made it work."
+MIN_FEEDBACK_TOKENS = 100
+
+
+@dataclass(frozen=True)
+class OverflowPolicy:
+    """What to do when the feedback for one proposal does not fit the optimizer LM's window.
+
+    ``"summarize"`` (FGO): split the runs across calls, summarize each part into lessons, propose from
+    the lessons. ``"trim"`` (the paper's all-at-once): keep what fits, drop the rest, count the trim.
+    """
+
+    mode: str = "summarize"
+
+
+def components_within(run: RunContext, candidate: Candidate, role: str, share: float = 0.4,
+                      skip: str | None = None) -> str:
+    """The candidate's components (but ``skip``) as text, cut to ``share`` of what the role's window leaves."""
+    text = "\n\n".join(f"[{n}]\n{t}" for n, t in candidate.items() if n != skip) or "(none)"
+    limit = max(50, int(run.input_budget(role) * share))
+    if run.tokens(text, role) > limit:
+        run.budget.count_trim()
+        return cut_to_tokens(text, limit, run.lms[role].model)
+    return text
+
+
+def textual_gradient_step(run: RunContext, candidate: Candidate, trajectories: Sequence[Trajectory],
+                          overflow: OverflowPolicy, threads: int = 1) -> Candidate:
+    """Critique the trajectories, then rewrite every component (in parallel); a failed rewrite keeps the
+    old text."""
+    critiques = critique_trajectories(run, candidate, trajectories, threads)
+    feedback = render_feedback(run, candidate, trajectories, critiques)
+    names = list(candidate)
+    texts = parallel_map(lambda name: propose_component(run, candidate, name, feedback, overflow, threads), names,
+                         threads, desc="propose")
+    updates = {name: text for name, text in zip(names, texts, strict=True) if text and text != candidate[name].strip()}
+    return candidate.updated(updates) if updates else candidate
+
+
+def critique_trajectories(run: RunContext, candidate: Candidate, trajectories: Sequence[Trajectory],
+                          threads: int = 1) -> list[str]:
+    """The evaluator LM's critique of each trajectory (a fixed note for correct runs unless asked)."""
+    components = components_within(run, candidate, "evaluator")
+    budget = run.input_budget("evaluator", components)
+    model = run.lms["evaluator"].model
+
+    def critique(traj: Trajectory) -> str:
+        if not traj.failed and not run.critique_successes:
+            return CORRECT_CRITIQUE
+        text = render_trajectory(traj, max(MIN_FEEDBACK_TOKENS, budget), model)
+        out = run.call(CritiqueTrajectory, "evaluator", program_components=components, trajectory=text)
+        return str(out.critique) if out is not None and out.get("critique") else _fallback_critique(traj)
+
+    return parallel_map(critique, list(trajectories), threads, desc="critique")
+
+
+def _fallback_critique(traj: Trajectory) -> str:
+    return traj.feedback or traj.error or "Incorrect: the prediction does not match the expected answer."
+
+
+def render_feedback(run: RunContext, candidate: Candidate, trajectories: Sequence[Trajectory],
+                    critiques: Sequence[str]) -> list[str]:
+    """Each trajectory with its critique, failures first, each within a per-run budget."""
+    model = run.lms["optimizer"].model
+    per_run = max(200, run.input_budget("optimizer", components_within(run, candidate, "optimizer")) // 2)
+    order = sorted(range(len(trajectories)), key=lambda i: (not trajectories[i].failed, i))
+    return [render_trajectory(trajectories[i], per_run, model, critiques[i]) for i in order]
+
+
+def accept_text(run: RunContext, role: str, name: str, text: str | None) -> str | None:
+    """A component text from an LM reply, or None (recorded) when it is empty or over the length cap."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    tokens = run.tokens(text, role)
+    if tokens > run.max_component_tokens:
+        run.errors.record(role, f"reply for component {name!r} is {tokens} tokens, over max_component_tokens="
+                                f"{run.max_component_tokens}: skipped, the old text is kept", kind="oversized")
+        return None
+    return text
+
+
+def propose_component(run: RunContext, candidate: Candidate, name: str, feedback: Sequence[str],
+                      overflow: OverflowPolicy, threads: int = 1) -> str | None:
+    """The optimizer LM's new text for one component, from feedback that is made to fit its window."""
+    current = cut_to_tokens(candidate[name], run.max_component_tokens, run.lms["optimizer"].model)
+    others = components_within(run, candidate, "optimizer", share=0.3, skip=name)
+    budget = run.input_budget("optimizer", current, others)
+    if budget < MIN_FEEDBACK_TOKENS:
+        run.errors.record("optimizer", f"no room for feedback on component {name!r} ({budget} tokens left): "
+                                       "skipped", kind="window")
+        return None
+    text = fit_feedback(run, name, current, feedback, budget, overflow, threads)
+    out = run.call(ProposeComponent, "optimizer", component_name=name, current_text=current,
+                   other_components=others, feedback=text)
+    return accept_text(run, "optimizer", name, out.get("new_text") if out is not None else None)
+
+
+def fit_feedback(run: RunContext, name: str, current: str, feedback: Sequence[str], budget: int,
+                 overflow: OverflowPolicy, threads: int = 1) -> str:
+    """Join the feedback texts into at most ``budget`` tokens, trimming or summarizing what does not fit."""
+    model = run.lms["optimizer"].model
+    chunks = pack_within_budget(feedback, budget, model)
+    if len(chunks) <= 1:
+        return cut_to_tokens("\n\n".join(feedback), budget, model)
+    run.budget.count_trim()
+    if overflow.mode == "trim":
+        logger.info("Feedback for %s trimmed to %d of %d runs to fit the window", name, len(chunks[0]), len(feedback))
+        return "\n\n".join(feedback[i] for i in chunks[0])
+
+    def summarize(chunk: list[int]) -> str | None:
+        runs = cut_to_tokens("\n\n".join(feedback[i] for i in chunk), budget, model)
+        out = run.call(SummarizeCritiques, "optimizer", component_name=name, current_text=current,
+                       runs_with_critiques=runs)
+        return str(out.lessons) if out is not None and out.get("lessons") else None
+
+    lessons = [t for t in parallel_map(summarize, chunks, threads, desc="summarize") if t]
+    per_part = max(40, budget // max(1, len(lessons)) - 10)
+    return "\n\n".join(f"Lessons from runs part {i + 1}:\n{cut_to_tokens(text, per_part, model)}"
+                       for i, text in enumerate(lessons))

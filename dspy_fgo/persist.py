@@ -1,0 +1,249 @@
+"""Persistence: atomic JSON writes, run fingerprints, checkpoints, save/load of programs, secrets kept out.
+
+Every finished subset, merge node and valset score is written to ``log_dir`` as soon as it is done, so
+a ``compile`` with the same ``log_dir`` and inputs continues where an interrupted run stopped (its
+spent budget included). A run is identified by a fingerprint of its trainset, seed candidate, method,
+configuration, metric (qualified name and source), task LM (model and settings) and partition; a
+``log_dir`` holding another run is refused rather than silently mixed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import dspy
+
+from .candidate import Candidate
+from .merge import MergeNode
+from .optimize import SubsetResult
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "dspy-fgo/program-v1"
+CHECKPOINT_FORMAT = 2
+_SECRET_KEY = re.compile(
+    r"(api[_-]?key|authorization|proxy-authorization|x-api-key|token|access[_-]?token|[a-z_]*_token|secret|"
+    r"client[_-]?secret|password|cookie|headers|extra_headers|default_headers)$", re.I)
+_SECRET_TEXT = re.compile(r"(Bearer\s+[A-Za-z0-9._\-]{8,}|sk-[A-Za-z0-9_\-]{8,})")
+REDACTED = "<redacted>"
+
+
+# ----- secrets ---------------------------------------------------------------------------------------
+
+
+def collect_secrets(lms: Iterable[Any]) -> list[str]:
+    """The secret strings (API keys, header values) held by these LMs, to be masked wherever text leaves."""
+    found: list[str] = []
+
+    def walk(key: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{key}.{k}", v)
+        elif isinstance(value, str) and len(value) >= 6 and _SECRET_KEY.search(key):
+            found.append(value)
+            found.extend(p for p in value.split() if len(p) >= 6)  # "Bearer <key>": the key alone too
+
+    for lm in lms:
+        for k, v in (getattr(lm, "kwargs", None) or {}).items():
+            walk(k, v)
+    return sorted(set(found), key=len, reverse=True)
+
+
+def redact(text: str, secrets: Sequence[str] = ()) -> str:
+    for secret in secrets:
+        text = text.replace(secret, REDACTED)
+    return _SECRET_TEXT.sub(REDACTED, text)
+
+
+def scrub(data: Any, secrets: Sequence[str] = ()) -> Any:
+    """``data`` without secret-named keys and with known secrets masked in every string."""
+    if isinstance(data, dict):
+        return {k: scrub(v, secrets) for k, v in data.items() if not _SECRET_KEY.search(str(k))}
+    if isinstance(data, list | tuple):
+        return [scrub(v, secrets) for v in data]
+    if isinstance(data, str):
+        return redact(data, secrets)
+    return data
+
+
+# ----- files -----------------------------------------------------------------------------------------
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write ``data`` as JSON so that a reader never sees a half-written file (even after SIGKILL).
+    NaN and infinity are refused (they are not JSON)."""
+    text = json.dumps(data, indent=2, ensure_ascii=False, default=str, allow_nan=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def describe_callable(fn: Any) -> dict[str, str] | str | None:
+    """A callable by qualified name and source hash (no memory addresses), for fingerprints."""
+    if fn is None or isinstance(fn, str | int | float):
+        return fn
+    target = getattr(fn, "__func__", fn)
+    name = f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', type(target).__qualname__)}"
+    try:
+        source = inspect.getsource(target if inspect.isroutine(target) or inspect.isclass(target) else type(target))
+    except (OSError, TypeError):
+        source = ""
+    return {"name": name, "source": hashlib.sha256(source.encode()).hexdigest()[:16]}
+
+
+def describe_lm(lm: Any) -> dict[str, Any] | None:
+    if lm is None:
+        return None
+    kwargs = scrub(dict(getattr(lm, "kwargs", None) or {}))
+    return {"class": type(lm).__qualname__, "model": getattr(lm, "model", None), "settings": kwargs}
+
+
+def fingerprint(**parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def examples_digest(examples: Sequence[dspy.Example]) -> list:
+    return [[sorted((k, str(v)) for k, v in ex.items()), sorted(ex.inputs().keys())] for ex in examples]
+
+
+# ----- checkpoints -----------------------------------------------------------------------------------
+
+
+class Checkpoint:
+    """The ``log_dir`` of one run: ``run.json`` (fingerprint), ``subsets/``, ``merges/``, ``valset/``,
+    ``budget.json`` (what was spent)."""
+
+    def __init__(self, log_dir: str | Path, run_fingerprint: str):
+        self.root = Path(log_dir)
+        self.fingerprint = run_fingerprint
+        self.resumed = {"subsets": 0, "merges": 0, "valset": 0}
+        run_file = self.root / "run.json"
+        if run_file.exists():
+            if self._read(run_file).get("fingerprint") != run_fingerprint:
+                raise ValueError(
+                    f"log_dir {self.root} holds a run with another trainset, program, metric, task LM or "
+                    "configuration. Use a new log_dir, or delete this one to start over."
+                )
+            logger.info("Resuming the run in %s", self.root)
+        else:
+            write_json_atomic(run_file, {"fingerprint": run_fingerprint, "format": CHECKPOINT_FORMAT})
+
+    def _read(self, path: Path) -> dict[str, Any]:
+        try:
+            return json.loads(path.read_text())
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ValueError(
+                f"Checkpoint file {path} is damaged ({type(exc).__name__}: {exc}). Delete that file to redo "
+                f"just that step, or delete {self.root} to start the run over."
+            ) from exc
+
+    def spent(self) -> dict[str, Any] | None:
+        path = self.root / "budget.json"
+        return self._read(path) if path.exists() else None
+
+    def save_spent(self, usage: dict[str, Any]) -> None:
+        write_json_atomic(self.root / "budget.json", usage)
+
+    # ----- subsets -----------------------------------------------------------------------------------
+
+    def _subset_file(self, subset_id: int) -> Path:
+        return self.root / "subsets" / f"subset_{subset_id:05d}.json"
+
+    def load_subset(self, subset_id: int, indices: Sequence[int]) -> SubsetResult | None:
+        path = self._subset_file(subset_id)
+        if not path.exists():
+            return None
+        data = self._read(path)
+        if data.get("indices") != list(indices):
+            raise ValueError(f"Checkpoint {path} covers other examples than subset {subset_id}: delete {self.root}.")
+        try:
+            result = SubsetResult.from_dict(data)
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"Checkpoint file {path} is damaged (missing {exc}). Delete that file to redo "
+                             f"just that subset, or delete {self.root} to start over.") from exc
+        self.resumed["subsets"] += 1
+        return result
+
+    def save_subset(self, result: SubsetResult) -> None:
+        write_json_atomic(self._subset_file(result.subset_id), result.to_dict())
+
+    # ----- merge nodes -------------------------------------------------------------------------------
+
+    @staticmethod
+    def merge_key(members: Sequence[MergeNode]) -> str:
+        """Content key of a merge: the same members always give the same key, whatever the node ids."""
+        parts = sorted(json.dumps([m.candidate.to_dict(), m.indices], sort_keys=True) for m in members)
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:24]
+
+    def load_merge(self, members: Sequence[MergeNode]) -> dict[str, Any] | None:
+        path = self.root / "merges" / f"{self.merge_key(members)}.json"
+        if not path.exists():
+            return None
+        data = self._read(path)
+        self.resumed["merges"] += 1
+        return {"candidate": Candidate(data["candidate"]), "score": data["score"], "note": data.get("note", "")}
+
+    def save_merge(self, members: Sequence[MergeNode], node: MergeNode) -> None:
+        write_json_atomic(self.root / "merges" / f"{self.merge_key(members)}.json",
+                          {"candidate": node.candidate.to_dict(), "score": node.score, "indices": node.indices,
+                           "note": node.note})
+
+    # ----- valset scores -----------------------------------------------------------------------------
+
+    def _val_file(self, candidate: Candidate) -> Path:
+        key = hashlib.sha256(json.dumps(candidate.to_dict(), sort_keys=True).encode()).hexdigest()[:24]
+        return self.root / "valset" / f"{key}.json"
+
+    def load_val(self, candidate: Candidate) -> float | None:
+        path = self._val_file(candidate)
+        if not path.exists():
+            return None
+        self.resumed["valset"] += 1
+        return float(self._read(path)["score"])
+
+    def save_val(self, candidate: Candidate, score: float) -> None:
+        write_json_atomic(self._val_file(candidate), {"candidate": candidate.to_dict(), "score": score})
+
+
+# ----- programs --------------------------------------------------------------------------------------
+
+
+def save_program(program: dspy.Module, path: str | Path) -> None:
+    """Write ``program``'s DSPy state and its instructions and tool descriptions to one JSON file
+    (API keys and auth headers of any LM set on the program are left out)."""
+    secrets = collect_secrets(p.lm for _, p in program.named_predictors() if getattr(p, "lm", None) is not None)
+    write_json_atomic(Path(path), {
+        "format": FORMAT,
+        "dspy_state": scrub(program.dump_state(), secrets),
+        "candidate": Candidate.from_program(program, "all").to_dict(),
+    })
+
+
+def load_program(program: dspy.Module, path: str | Path) -> dspy.Module:
+    """A copy of ``program`` (built the same way as the saved one) carrying the saved state and texts."""
+    data = json.loads(Path(path).read_text())
+    if data.get("format") != FORMAT:
+        raise ValueError(f"{path} was not written by dspy_fgo.save_program (format {data.get('format')!r}).")
+    candidate = Candidate(data["candidate"])
+    known = set(Candidate.from_program(program, "all"))
+    if set(candidate) != known:
+        raise ValueError(
+            f"{path} does not fit this program: saved components {sorted(set(candidate) - known)} are missing "
+            f"and {sorted(known - set(candidate))} are new. Build the program the same way it was saved."
+        )
+    loaded = program.deepcopy()
+    loaded.load_state(data["dspy_state"])
+    return candidate.apply(loaded)
