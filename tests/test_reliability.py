@@ -339,7 +339,7 @@ def test_ctrl_c_stops_compile_within_seconds():
         with dspy.context(lm=FakeLM(slow)):
             FGO(metric=exact_metric, optimizer_lm=FakeLM(rule_optimizer), num_subsets=4, epochs=3,
                 num_threads=4).compile(predict(), trainset=word_examples(40))
-    assert time.time() - start < 5
+    assert time.time() - start < 20  # an uninterrupted run takes far longer; generous for a loaded machine
 
 
 # ----- secrets -------------------------------------------------------------------------------------
