@@ -330,6 +330,7 @@ def test_env_api_base_and_lms(cache, monkeypatch):
     assert lm.model == f"openai/{ALIAS}" and lm.kwargs["api_base"] == "http://127.0.0.1:9/v1"
     assert litellm.get_model_info(f"openai/{ALIAS}")["max_input_tokens"] == 4096
     assert lm.supports_response_schema and "response_format" in lm.supported_params  # JSONAdapter sends a schema
+    assert lm.kwargs["stop"] == ["[[ ## completed ## ]]"]  # ChatAdapter answers end at its closing marker
     monkeypatch.setenv(local.ENV_API_BASE, "qwen0.5b=http://127.0.0.1:9,qwen1.5b=http://127.0.0.1:10/v1")
     task_lm, opt_lm, _ = local.local_lms()
     assert (task_lm.kwargs["api_base"], opt_lm.kwargs["api_base"]) == ("http://127.0.0.1:9/v1", "http://127.0.0.1:10/v1")

@@ -56,6 +56,9 @@ class _Running:
     """One ``xllamacpp.Server`` and how many ``LocalServer`` objects use it."""
 
     def __init__(self, settings: ServerSettings, verbose: bool, startup_timeout: float):
+        # Sleeping, not spinning, OpenMP workers: with spinning ones a call took 7-13 s instead of 2-3 s
+        # whenever anything else (even a niced process, or this process's Python threads) used a core.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read when the OpenMP runtime loads
         import xllamacpp
 
         params = xllamacpp.CommonParams()
@@ -263,6 +266,8 @@ class LocalServer:
         # litellm's route reads the model entry registered above, so JSONAdapter sends a JSON schema that
         # the server enforces (DSPy's native OpenAI route does not know this model's capabilities).
         kw.setdefault("engine", "litellm")
+        # Small models often go on writing after ChatAdapter's closing marker until max_tokens.
+        kw.setdefault("stop", ["[[ ## completed ## ]]"])
         return dspy.LM(f"openai/{alias}", api_base=base, temperature=temperature, max_tokens=max_tokens, **kw)
 
 
