@@ -24,9 +24,10 @@ from .budget import Budget, BudgetExhausted, context_window, count_tokens
 from .candidate import Candidate
 from .executor import Shippable, check_interrupt
 from .persist import Checkpoint, collect_secrets, redact
-from .rollout import Trajectory, run_examples
+from .ledger import Ledger
+from .rollout import MetricContract, Trajectory, run_examples
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("dspy." + __name__)
 
 # Tokens kept free for the signature's own instructions, field headers and the adapter's formatting.
 PROMPT_OVERHEAD_TOKENS = 700
@@ -103,6 +104,12 @@ class RunContext:
     context_window: int | None = None
     critique_successes: bool = False
     random_seed: int = 0
+    epochs: int = 2
+    perfect_score: float = 1.0
+    failure_score: float = 0.0
+    skip_perfect_score: bool = False
+    metric_five_args: bool = False
+    ledger: Ledger = field(default_factory=Ledger)
 
     @classmethod
     def create(cls, student: dspy.Module, trainset: Sequence[dspy.Example], metric: Callable, *,
@@ -169,7 +176,9 @@ class RunContext:
         with self.budget.role("task"), dspy.context(lm=self.lms["task"]):
             trajectories = run_examples(program, examples if examples is not None else self.trainset, indices,
                                         self.metric, num_threads=threads, desc=desc, runner=runner,
-                                        on_metric=self.budget.count_metric_call)
+                                        on_metric=self.budget.count_metric_call, contract=self.contract())
+        split = "train" if examples is None or examples is self.trainset else "val"
+        self.ledger.record(candidate, split, trajectories)
         for t in trajectories:
             if t.error and t.error.startswith("metric:"):
                 self.errors.record("metric", t.error, example=t.index)
@@ -181,6 +190,10 @@ class RunContext:
                 "API key and server; finished work is kept in log_dir if one was given."
             )
         return trajectories
+
+    def contract(self) -> MetricContract:
+        return MetricContract(self.perfect_score, self.failure_score, self.metric_five_args,
+                              self.critique_successes)
 
     # ----- windows -----------------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from tqdm.auto import tqdm
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("dspy." + __name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
