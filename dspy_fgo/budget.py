@@ -97,19 +97,19 @@ class Budget(Shippable):
         from tqdm.auto import tqdm
 
         self._desc = desc
-        self._bar = tqdm(total=total, desc=f"{desc}: {self.stage}", unit=" metric calls", leave=True,
+        self._bar = tqdm(total=total, desc=f"{desc} [{self.stage}]", unit=" metric calls", leave=True,
                          position=0, dynamic_ncols=True)
 
     def close_progress(self) -> None:
         if self._bar is not None:
-            self._bar.set_description(f"{self._desc}: done")
+            self._bar.set_description(f"{self._desc} [done]")
             self._bar.close()
             self._bar = None
 
     def set_stage(self, stage: str) -> None:
         self.stage = stage
         if self._bar is not None:
-            self._bar.set_description(f"{self._desc}: {stage}")
+            self._bar.set_description(f"{self._desc} [{stage}]")
 
     def __getstate__(self):  # a Ray worker gets no progress bar
         state = super().__getstate__()

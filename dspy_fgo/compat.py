@@ -67,6 +67,20 @@ ALTERNATIVES = {
 }
 
 
+# GEPA's search knobs: they only steer GEPA's own search, so a GEPA call that sets them still means something
+# to FGO. They are accepted and ignored with a warning that names the FGO alternative (the rest are errors).
+SEARCH_KNOBS = ("reflection_minibatch_size", "candidate_selection_strategy", "use_merge", "max_merge_invocations",
+                "component_selector", "add_format_failure_as_feedback", "warn_on_score_mismatch")
+
+
+def split_known_knobs(unknown: dict[str, Any], where: str) -> dict[str, Any]:
+    """Warn about GEPA's search knobs (ignored) and return the other unknown arguments."""
+    for name in [n for n in unknown if n in SEARCH_KNOBS]:
+        logger.warning("%s: GEPA's %s=%r has no FGO meaning and is ignored (%s)", where, name, unknown.pop(name),
+                       ALTERNATIVES[name])
+    return unknown
+
+
 def reject_unknown(unknown: dict[str, Any], where: str, known: tuple[str, ...] = ()) -> None:
     """A TypeError for arguments FGO does not take, naming the FGO alternative or the closest name."""
     notes = []

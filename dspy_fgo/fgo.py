@@ -19,7 +19,7 @@ from dspy.teleprompt import Teleprompter
 from .budget import Budget
 from .candidate import COMPONENT_KINDS, Candidate
 from .context import ErrorLog, RunContext
-from .compat import AUTO_EPOCHS, merge_levels, plan, reject_unknown
+from .compat import AUTO_EPOCHS, merge_levels, plan, reject_unknown, split_known_knobs
 from .divide import DivideSchedule, resolve_num_subsets
 from .ledger import Ledger
 from .tracking import RunTracker
@@ -75,6 +75,7 @@ class TextGradOptimizer(Teleprompter):
         **unknown: Any,
     ):
         super().__init__()
+        unknown = split_known_knobs(dict(unknown), f"{type(self).__name__}()")
         if unknown:
             known = tuple(inspect.signature(type(self).__init__).parameters) + tuple(
                 inspect.signature(TextGradOptimizer.__init__).parameters)

@@ -99,7 +99,7 @@ def check_metric(metric: Callable) -> int:
 
 
 def _name(metric: Callable) -> str:
-    return getattr(metric, "__qualname__", None) or type(metric).__name__
+    return getattr(metric, "__name__", None) or type(metric).__name__
 
 
 def call_metric(metric: Callable, example: dspy.Example, prediction: Any, trace: Any = None,
@@ -117,7 +117,7 @@ def call_metric(metric: Callable, example: dspy.Example, prediction: Any, trace:
         feedback, value = getattr(value, "feedback", None), value.score
     elif isinstance(value, dict) and "score" in value:
         feedback, value = value.get("feedback"), value["score"]
-    where = f"metric {_name(metric)} returned"
+    where = f"metric {_name(metric)!r} returned"
     if value is None:
         raise MetricContractError(f"{where} None: it must return a number, a bool or dspy.Prediction(score=..., "
                                   "feedback=...) (a missing return statement?)")
