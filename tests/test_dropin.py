@@ -282,3 +282,16 @@ def test_use_mlflow_without_mlflow_is_a_clear_error(lms, monkeypatch):
     with pytest.raises(ImportError, match=r"dspy-fgo\[mlflow\]"):
         FGO(metric=exact_metric, optimizer_lm=opt, num_subsets=2, epochs=1, use_mlflow=True).compile(
             program(), trainset=word_examples(4))
+
+
+def test_use_mlflow_against_a_local_file_store(lms, monkeypatch, tmp_path):
+    mlflow = pytest.importorskip("mlflow")  # the mlflow extra; skipped without it
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    mlflow.set_tracking_uri((tmp_path / "mlruns").as_uri())
+    mlflow.set_experiment("fgo-test")
+    task, opt = lms
+    FGO(metric=exact_metric, optimizer_lm=opt, num_subsets=2, epochs=1, use_mlflow=True).compile(
+        program(), trainset=word_examples(6), valset=word_examples(8)[6:])
+    (run,) = mlflow.search_runs(experiment_names=["fgo-test"], output_format="list")
+    assert {"merge_score", "subset_best_score", "val_optimized", "optimizer_prompt_tokens"} <= set(run.data.metrics)
+    assert "fgo_result.json" in [a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)]
