@@ -24,8 +24,8 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 from .budget import Budget, BudgetExhausted, context_window, count_tokens
 from .candidate import Candidate
 from .executor import Shippable, check_interrupt
-from .persist import Checkpoint, collect_secrets, redact
 from .ledger import Ledger
+from .persist import Checkpoint, collect_secrets, redact
 from .rollout import MetricContract, Trajectory, run_examples
 
 logger = logging.getLogger("dspy." + __name__)

@@ -18,17 +18,17 @@ from dspy.teleprompt import Teleprompter
 
 from .budget import Budget
 from .candidate import COMPONENT_KINDS, Candidate
-from .context import ErrorLog, RunContext
 from .compat import AUTO_EPOCHS, merge_levels, plan, reject_unknown, split_known_knobs
+from .context import ErrorLog, RunContext
 from .divide import DivideSchedule, resolve_num_subsets
-from .ledger import Ledger
-from .tracking import RunTracker
 from .executor import executor_for, reset_interrupt
+from .ledger import Ledger
 from .merge import MergeNode, ProgressiveMerger
 from .optimize import SubsetResult, optimize_job
-from .rollout import check_metric
 from .persist import Checkpoint, collect_secrets, describe_callable, describe_lm, examples_digest, fingerprint
+from .rollout import check_metric
 from .select import select_and_record
+from .tracking import RunTracker
 
 logger = logging.getLogger("dspy." + __name__)
 

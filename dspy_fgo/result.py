@@ -11,7 +11,6 @@ from .candidate import Candidate
 from .merge import MergeNode
 from .optimize import SubsetResult
 
-
 FORMAT_VERSION = 2  # 2: candidates with per-example scores and lineage, best outputs, from_dict/load
 
 
@@ -149,15 +148,15 @@ class FGOResult:
     def table(self) -> str:
         """GEPA-style table: one row per candidate with its lineage and mean scores (* marks the winner)."""
         rows = [("id", "origin", "parents", "train (n)", "val (n)")]
-        for c in self.candidates:
-            def cell(split: str) -> str:
-                n = len(c["scores"].get(split, {}))
-                mean = c.get(f"{split}_mean")
-                return f"{mean:.3f} ({n})" if mean is not None else "-"
+        def cell(c: dict[str, Any], split: str) -> str:
+            n = len(c["scores"].get(split, {}))
+            mean = c.get(f"{split}_mean")
+            return f"{mean:.3f} ({n})" if mean is not None else "-"
 
+        for c in self.candidates:
             mark = "*" if c["id"] == self.winner else ""
             rows.append((f"{c['id']}{mark}", c["origin"] or "?", ",".join(map(str, c["parents"])) or "-",
-                         cell("train"), cell("val")))
+                         cell(c, "train"), cell(c, "val")))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))
