@@ -58,6 +58,16 @@ class Ledger(Shippable):
                         self.best_outputs[split][t.index] = {"score": t.score, "prediction": dict(t.prediction),
                                                              "candidate": self._ids[candidate]}
 
+    def merge_from(self, entries: Sequence[dict[str, Any]]) -> None:
+        """Add what a copy of this ledger (a Ray worker's) recorded: lineage and scores, by candidate text."""
+        by_id = {e["id"]: Candidate(e["candidate"]) for e in entries}
+        for e in entries:
+            self.link(by_id[e["id"]], [by_id[p] for p in e["parents"]], e["origin"])
+            with self._lock:
+                mine = self.entries[self._ids[by_id[e["id"]]]]["scores"]
+                for split, scores in e["scores"].items():
+                    mine[split].update(scores)
+
     def to_list(self) -> list[dict[str, Any]]:
         with self._lock:
             return [_public(e) for e in self.entries]

@@ -92,7 +92,7 @@ def check_metric(metric: Callable) -> int:
         return 3
     except TypeError:
         raise TypeError(
-            f"metric {_name(metric)}{sig} cannot be called as metric(example, prediction, trace): FGO passes the "
+            f"metric {_name(metric)!r} {sig} cannot be called as metric(example, prediction, trace): FGO passes the "
             "trace (as DSPy's optimizers do). Define it as def metric(example, prediction, trace=None), or with "
             "GEPA's five arguments (gold, pred, trace=None, pred_name=None, pred_trace=None)."
         ) from None

@@ -295,3 +295,20 @@ def test_use_mlflow_against_a_local_file_store(lms, monkeypatch, tmp_path):
     (run,) = mlflow.search_runs(experiment_names=["fgo-test"], output_format="list")
     assert {"merge_score", "subset_best_score", "val_optimized", "optimizer_prompt_tokens"} <= set(run.data.metrics)
     assert "fgo_result.json" in [a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)]
+
+
+def test_a_workers_ledger_comes_back_into_the_drivers():
+    import pickle
+    from types import SimpleNamespace
+
+    from dspy_fgo.candidate import Candidate
+    from dspy_fgo.ledger import Ledger
+
+    seed, new = Candidate({"self": "Answer."}), Candidate({"self": "Answer in UPPERCASE."})
+    driver = Ledger(seed)
+    worker = pickle.loads(pickle.dumps(driver))  # what a Ray worker holds
+    worker.link(new, [seed], "subset 0 step 0")
+    worker.record(new, "train", [SimpleNamespace(index=3, score=1.0, prediction=None)])
+    driver.merge_from(worker.to_list())
+    (_, entry) = driver.to_list()
+    assert entry["origin"] == "subset 0 step 0" and entry["parents"] == [0] and entry["scores"]["train"] == {3: 1.0}
