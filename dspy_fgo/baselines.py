@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from .compat import DEFAULT_EPOCHS
 from .feedback import OverflowPolicy
 from .fgo import TextGradOptimizer
 from .merge import NoMerge
@@ -56,7 +57,7 @@ class AllAtOnce(TextGradOptimizer):
 
     method = "all-at-once"
 
-    def schedule(self):
+    def schedule(self, epochs: int | None = None):
         return WholeSetSchedule()
 
     def merger(self):
@@ -72,8 +73,8 @@ class _Batches(TextGradOptimizer):
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = batch_size
 
-    def schedule(self) -> BatchSchedule:
-        return BatchSchedule(self.batch_size, self.seed, self.epochs, self.with_replacement)
+    def schedule(self, epochs: int | None = None) -> BatchSchedule:
+        return BatchSchedule(self.batch_size, self.seed, epochs or self.epochs or DEFAULT_EPOCHS, self.with_replacement)
 
     def batches(self, n: int):
         return self.schedule().batches(n)

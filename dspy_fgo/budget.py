@@ -22,7 +22,7 @@ import dspy
 
 from .executor import Shippable
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("dspy." + __name__)
 
 ROLES = ("task", "evaluator", "optimizer", "merge")
 DEFAULT_CONTEXT_WINDOW = 8192
@@ -86,6 +86,35 @@ class Budget(Shippable):
         self._in_flight = {"calls": 0, "metric_calls": 0}
         self._reserved_examples = 0  # example runs kept for the final valset check
         self._task_runs = 0  # example runs finished, to estimate the cost of a reserved run
+        self.stage = "setup"  # the pipeline's current stage (stages run one after another)
+        self.stages: dict[str, dict[str, RoleUsage]] = {}  # usage per stage and role
+        self.stage_metric_calls: dict[str, int] = {}
+        self._bar = None  # the run's one persistent progress bar (metric calls against the budget)
+
+    # ----- stages and the run's progress bar ---------------------------------------------------------
+
+    def open_progress(self, total: int | None, desc: str) -> None:
+        from tqdm.auto import tqdm
+
+        self._desc = desc
+        self._bar = tqdm(total=total, desc=f"{desc} [{self.stage}]", unit=" metric calls", leave=True,
+                         position=0, dynamic_ncols=True)
+
+    def close_progress(self) -> None:
+        if self._bar is not None:
+            self._bar.set_description(f"{self._desc} [done]")
+            self._bar.close()
+            self._bar = None
+
+    def set_stage(self, stage: str) -> None:
+        self.stage = stage
+        if self._bar is not None:
+            self._bar.set_description(f"{self._desc} [{stage}]")
+
+    def __getstate__(self):  # a Ray worker gets no progress bar
+        state = super().__getstate__()
+        state["_bar"] = None
+        return state
 
     # ----- the guard ---------------------------------------------------------------------------------
 
@@ -166,10 +195,15 @@ class Budget(Shippable):
         with self._lock:
             entry = self.roles.setdefault(role, RoleUsage())
             entry.merge(RoleUsage(1, prompt, completion, cost))
+            self.stages.setdefault(self.stage, {}).setdefault(role, RoleUsage()).merge(
+                RoleUsage(1, prompt, completion, cost))
 
     def count_metric_call(self) -> None:
         with self._lock:
             self.metric_calls += 1
+            self.stage_metric_calls[self.stage] = self.stage_metric_calls.get(self.stage, 0) + 1
+            if self._bar is not None:
+                self._bar.update(1)
 
     def count_trim(self) -> None:
         with self._lock:
@@ -208,6 +242,9 @@ class Budget(Shippable):
                 "context_trims": self.trims,
                 "limits": dict(self.limits),
                 "stopped": self.stopped,
+                "stages": {stage: {"metric_calls": self.stage_metric_calls.get(stage, 0),
+                                   "roles": {r: asdict(u) for r, u in roles.items()}}
+                           for stage, roles in {**{s: {} for s in self.stage_metric_calls}, **self.stages}.items()},
             }
 
     def add_since(self, data: dict[str, Any], before: dict[str, Any]) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import threading
+import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,10 +24,11 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 from .budget import Budget, BudgetExhausted, context_window, count_tokens
 from .candidate import Candidate
 from .executor import Shippable, check_interrupt
+from .ledger import Ledger
 from .persist import Checkpoint, collect_secrets, redact
-from .rollout import Trajectory, run_examples
+from .rollout import MetricContract, Trajectory, run_examples
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("dspy." + __name__)
 
 # Tokens kept free for the signature's own instructions, field headers and the adapter's formatting.
 PROMPT_OVERHEAD_TOKENS = 700
@@ -103,6 +105,12 @@ class RunContext:
     context_window: int | None = None
     critique_successes: bool = False
     random_seed: int = 0
+    epochs: int = 2
+    perfect_score: float = 1.0
+    failure_score: float = 0.0
+    skip_perfect_score: bool = False
+    metric_five_args: bool = False
+    ledger: Ledger = field(default_factory=Ledger)
 
     @classmethod
     def create(cls, student: dspy.Module, trainset: Sequence[dspy.Example], metric: Callable, *,
@@ -162,14 +170,32 @@ class RunContext:
                  examples: Sequence[dspy.Example] | None = None, reserved: bool = False) -> list[Trajectory]:
         """Run ``candidate`` on ``examples`` (default: the trainset) at ``indices`` as the task role."""
         program = candidate.apply(self.student)
+        split = "train" if examples is None or examples is self.trainset else "val"
+        callbacks = list(dspy.settings.get("callbacks") or [])
+        call_id = uuid.uuid4().hex
+        # DSPy's callbacks see FGO's evaluations as they see dspy.Evaluate's
+        _notify(callbacks, "on_evaluate_start", call_id=call_id, instance=self, inputs={
+            "program": program, "split": split, "indices": list(indices), "desc": desc})
+        try:
+            trajectories = self._evaluate(program, indices, threads, desc, examples, reserved)
+        except BaseException as exc:
+            _notify(callbacks, "on_evaluate_end", call_id=call_id, outputs=None, exception=exc)
+            raise
+        self.ledger.record(candidate, split, trajectories)
+        _notify(callbacks, "on_evaluate_end", call_id=call_id, exception=None, outputs=dspy.Prediction(
+            score=sum(t.score for t in trajectories) / max(1, len(trajectories)), split=split,
+            results=[(t.index, t.prediction, t.score) for t in trajectories]))
+        return trajectories
 
+    def _evaluate(self, program: dspy.Module, indices: Sequence[int], threads: int, desc: str | None,
+                  examples: Sequence[dspy.Example] | None, reserved: bool) -> list[Trajectory]:
         def runner(run_one: Callable[[int], Any]):
             return self.run_unit("task", run_one, examples=1, reserved=reserved, what="program run")
 
         with self.budget.role("task"), dspy.context(lm=self.lms["task"]):
             trajectories = run_examples(program, examples if examples is not None else self.trainset, indices,
                                         self.metric, num_threads=threads, desc=desc, runner=runner,
-                                        on_metric=self.budget.count_metric_call)
+                                        on_metric=self.budget.count_metric_call, contract=self.contract())
         for t in trajectories:
             if t.error and t.error.startswith("metric:"):
                 self.errors.record("metric", t.error, example=t.index)
@@ -181,6 +207,10 @@ class RunContext:
                 "API key and server; finished work is kept in log_dir if one was given."
             )
         return trajectories
+
+    def contract(self) -> MetricContract:
+        return MetricContract(self.perfect_score, self.failure_score, self.metric_five_args,
+                              self.critique_successes)
 
     # ----- windows -----------------------------------------------------------------------------------
 
@@ -194,6 +224,14 @@ class RunContext:
 
     def tokens(self, text: str, role: str = "optimizer") -> int:
         return count_tokens(text, self.lms[role].model)
+
+
+def _notify(callbacks: Sequence[Any], event: str, **kwargs: Any) -> None:
+    for cb in callbacks:  # as DSPy does, a failing callback is logged, not fatal
+        try:
+            getattr(cb, event)(**kwargs)
+        except Exception as exc:
+            logger.warning("Error in callback %s.%s: %s", type(cb).__name__, event, exc)
 
 
 def call_with_timeout(fn: Callable[[], Any], timeout: float | None) -> Any:

@@ -11,7 +11,7 @@ from typing import Any
 import dspy
 import numpy as np
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("dspy." + __name__)
 
 Partition = list[list[int]]
 

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from tqdm.auto import tqdm
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("dspy." + __name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -120,6 +120,7 @@ class RayExecutor:
             run.budget.add_since(outcome.usage, before)
             for record in outcome.errors:
                 run.errors.record(record.pop("stage"), record.pop("message"), **record)
+            run.ledger.merge_from(outcome.ledger)
         for outcome in outcomes:
             if outcome.exc is not None:
                 raise outcome.exc
@@ -127,8 +128,8 @@ class RayExecutor:
 
 
 class _Outcome:
-    def __init__(self, value: Any, exc: BaseException | None, usage: dict, errors: list):
-        self.value, self.exc, self.usage, self.errors = value, exc, usage, errors
+    def __init__(self, value: Any, exc: BaseException | None, usage: dict, errors: list, ledger: list):
+        self.value, self.exc, self.usage, self.errors, self.ledger = value, exc, usage, errors, ledger
 
 
 def _apply(fn, run, job):
@@ -137,7 +138,7 @@ def _apply(fn, run, job):
         value = fn(run, job)
     except Exception as error:  # the driver re-raises it, as the thread pool would
         exc = error
-    return _Outcome(value, exc, run.budget.to_dict(), [dict(r) for r in run.errors.records])
+    return _Outcome(value, exc, run.budget.to_dict(), [dict(r) for r in run.errors.records], run.ledger.to_list())
 
 
 def executor_for(name: str):

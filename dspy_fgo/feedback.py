@@ -21,7 +21,7 @@ from .signatures import CritiqueTrajectory, ProposeComponent, SummarizeCritiques
 if TYPE_CHECKING:
     from .context import RunContext
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("dspy." + __name__)
 
 CORRECT_CRITIQUE = "Correct: the prediction matches the expected answer; keep what made it work."
 MIN_FEEDBACK_TOKENS = 100

@@ -7,6 +7,7 @@ budgets, windows, checkpoints, selection).
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -17,15 +18,19 @@ from dspy.teleprompt import Teleprompter
 
 from .budget import Budget
 from .candidate import COMPONENT_KINDS, Candidate
+from .compat import AUTO_EPOCHS, merge_levels, plan, reject_unknown, split_known_knobs
 from .context import ErrorLog, RunContext
-from .divide import DivideSchedule
+from .divide import DivideSchedule, resolve_num_subsets
 from .executor import executor_for, reset_interrupt
+from .ledger import Ledger
 from .merge import MergeNode, ProgressiveMerger
 from .optimize import SubsetResult, optimize_job
 from .persist import Checkpoint, collect_secrets, describe_callable, describe_lm, examples_digest, fingerprint
+from .rollout import check_metric
 from .select import select_and_record
+from .tracking import RunTracker
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("dspy." + __name__)
 
 
 class TextGradOptimizer(Teleprompter):
@@ -42,10 +47,11 @@ class TextGradOptimizer(Teleprompter):
         evaluator_lm: dspy.LM | None = None,
         merge_lm: dspy.LM | None = None,
         task_lm: dspy.LM | None = None,
-        epochs: int = 2,
+        reflection_lm: dspy.LM | None = None,
+        epochs: int | None = None,
         components: str = "all",
-        num_threads: int = 4,
-        seed: int = 0,
+        num_threads: int | None = 4,
+        seed: int | None = 0,
         context_window: int | None = None,
         critique_successes: bool = False,
         input_keys: Sequence[str] | None = None,
@@ -53,16 +59,46 @@ class TextGradOptimizer(Teleprompter):
         max_tokens: int | None = None,
         max_cost: float | None = None,
         max_metric_calls: int | None = None,
+        auto: str | None = None,
+        max_full_evals: int | None = None,
         log_dir: str | None = None,
         max_retries: int = 2,
         timeout: float | None = 600.0,
         max_component_tokens: int = 1000,
         executor: str = "thread",
+        perfect_score: float = 1.0,
+        failure_score: float = 0.0,
+        skip_perfect_score: bool = True,
+        track_stats: bool = False,
+        track_best_outputs: bool = False,
+        use_mlflow: bool = False,
+        **unknown: Any,
     ):
         super().__init__()
+        unknown = split_known_knobs(dict(unknown), f"{type(self).__name__}()")
+        if unknown:
+            known = tuple(inspect.signature(type(self).__init__).parameters) + tuple(
+                inspect.signature(TextGradOptimizer.__init__).parameters)
+            reject_unknown(unknown, f"{type(self).__name__}()", known)
+        if metric is not None:
+            check_metric(metric)
+        if reflection_lm is not None and optimizer_lm is not None and reflection_lm is not optimizer_lm:
+            raise ValueError("Pass the optimizer LM once: reflection_lm (GEPA's name) or optimizer_lm, not both.")
+        optimizer_lm = optimizer_lm or reflection_lm
+        num_threads = 4 if num_threads is None else num_threads
+        seed = 0 if seed is None else seed
+        if auto is not None and auto not in AUTO_EPOCHS:
+            raise ValueError(f"auto must be one of {tuple(AUTO_EPOCHS)} or None, got {auto!r}")
+        if sum(x is not None for x in (auto, max_full_evals, max_metric_calls)) > 1:
+            raise ValueError("Set at most one of auto, max_metric_calls and max_full_evals (as in dspy.GEPA); "
+                             f"got auto={auto!r}, max_metric_calls={max_metric_calls}, max_full_evals={max_full_evals}.")
+        if max_full_evals is not None and not max_full_evals > 0:
+            raise ValueError(f"max_full_evals must be > 0, got {max_full_evals}")
+        if not failure_score < perfect_score:
+            raise ValueError(f"failure_score ({failure_score}) must be below perfect_score ({perfect_score})")
         if components not in COMPONENT_KINDS:
             raise ValueError(f"components must be one of {COMPONENT_KINDS}, got {components!r}")
-        if epochs < 1:
+        if epochs is not None and epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {epochs}")
         if num_threads < 1:
             raise ValueError(f"num_threads must be >= 1, got {num_threads}")
@@ -81,32 +117,65 @@ class TextGradOptimizer(Teleprompter):
                         "max_metric_calls": max_metric_calls}
         self.log_dir, self.max_retries, self.timeout = log_dir, max_retries, timeout
         self.max_component_tokens, self.executor = max_component_tokens, executor
+        self.auto, self.max_full_evals = auto, max_full_evals
+        self.perfect_score, self.failure_score, self.skip_perfect_score = perfect_score, failure_score, skip_perfect_score
+        self.track_stats, self.track_best_outputs, self.use_mlflow = track_stats, track_best_outputs, use_mlflow
 
-    def schedule(self):
+    @property
+    def reflection_lm(self) -> dspy.LM | None:
+        """GEPA's name for the optimizer LM."""
+        return self.optimizer_lm
+
+    def schedule(self, epochs: int | None = None):
         raise NotImplementedError
 
     def merger(self):
         raise NotImplementedError
 
+    def merge_levels(self, n_train: int) -> int:
+        """Back-test levels of the merge tree (the budget formula's L); a baseline does not merge."""
+        return 0
+
     # ----- the pipeline ------------------------------------------------------------------------------
 
     def compile(self, student: dspy.Module, trainset: Sequence[dspy.Example] | Any = None,
                 metric: Callable | None = None, *, valset: Sequence[dspy.Example] | Any = None,
-                teacher: dspy.Module | None = None, input_keys: Sequence[str] | None = None) -> dspy.Module:
+                teacher: dspy.Module | None = None, input_keys: Sequence[str] | None = None,
+                **unknown: Any) -> dspy.Module:
         """Optimize ``student`` on ``trainset`` and return a new program (``student`` is not changed).
 
-        Both ``compile(program, trainset=..., valset=...)`` and ``compile(program, trainset, metric)``
-        work. The run's record is attached as ``program.fgo_result`` (:class:`FGOResult`).
+        Both ``compile(program, trainset=..., valset=...)`` (DSPy's form) and ``compile(program, trainset,
+        metric)`` work; an unknown keyword is a TypeError. The run's record is attached as
+        ``program.fgo_result`` (:class:`FGOResult`; also ``program.detailed_results`` with ``track_stats``).
         """
+        if unknown:
+            reject_unknown(unknown, f"{type(self).__name__}.compile()", ("trainset", "valset", "teacher", "metric",
+                                                                          "input_keys"))
+        if teacher is not None:
+            raise ValueError(f"{type(self).__name__} uses no teacher program (it rewrites instructions and tool "
+                             "descriptions, not demos): drop teacher=, or bootstrap demos with "
+                             "dspy.BootstrapFewShot(teacher=...) before or after.")
         started = time.perf_counter()
         run = self.build_context(student, trainset, metric, valset, input_keys)  # validate
         threads = self.num_threads
-        jobs = self.schedule().jobs(run, self.epochs, threads)                   # divide
-        outer = max(1, min(threads, len(jobs)))
-        results = executor_for(self.executor).map(optimize_job, run, jobs, outer, desc=f"{self.method} subsets")
-        subsets = [r for r in results if r is not None]                          # optimize subsets
-        root = self.merger().merge(run, [_leaf(run, s) for s in subsets], outer)  # merge
-        return select_and_record(run, subsets, root, self.config(), started, threads)  # select, record
+        tracker = RunTracker.start(self, run)
+        try:
+            run.budget.set_stage("divide")
+            jobs = self.schedule(run.epochs).jobs(run, run.epochs, threads)      # divide
+            outer = max(1, min(threads, len(jobs)))
+            run.budget.set_stage("optimize")
+            results = executor_for(self.executor).map(optimize_job, run, jobs, outer, desc=f"{self.method} subsets")
+            subsets = [r for r in results if r is not None]                      # optimize subsets
+            run.budget.set_stage("merge")
+            root = self.merger().merge(run, [_leaf(run, s) for s in subsets], outer)  # merge
+            run.budget.set_stage("select")
+            program = select_and_record(run, subsets, root, self.config(), started, threads)  # select, record
+        finally:
+            run.budget.close_progress()
+        if self.track_stats:
+            program.detailed_results = program.fgo_result
+        tracker.finish(program.fgo_result)
+        return program
 
     # ----- validate ----------------------------------------------------------------------------------
 
@@ -115,6 +184,7 @@ class TextGradOptimizer(Teleprompter):
         metric = metric or self.metric
         if metric is None:
             raise ValueError("No metric: pass metric=... to the optimizer or to compile().")
+        five = check_metric(metric) == 5
         trainset = self._examples(trainset, "trainset", input_keys)
         valset = self._examples(valset, "valset", input_keys) if valset is not None and len(valset) else None
         seed = self._seed_candidate(student)
@@ -126,7 +196,10 @@ class TextGradOptimizer(Teleprompter):
             raise ValueError("No task LM: dspy.configure(lm=...) or pass task_lm=...")
         lms = {"task": task_lm, "evaluator": self.evaluator_lm or optimizer_lm, "optimizer": optimizer_lm,
                "merge": self.merge_lm or optimizer_lm}
-        budget = Budget(**self.budgets)
+        epochs, limit = plan(self.auto, self.budgets["max_metric_calls"], self.max_full_evals, self.epochs,
+                             len(trainset), len(valset) if valset is not None else 0, self.merge_levels(len(trainset)))
+        budgets = {**self.budgets, "max_metric_calls": limit}
+        budget = Budget(**budgets)
         budget.check_prices(lms)
         checkpoint = None
         if self.log_dir:
@@ -139,17 +212,20 @@ class TextGradOptimizer(Teleprompter):
                 budget.restore(spent)
         if valset is not None:
             for name in ("max_lm_calls", "max_metric_calls"):
-                limit = self.budgets[name]
+                limit = budgets[name]
                 if limit is not None and limit <= 2 * len(valset):
                     raise ValueError(
                         f"{name}={limit} does not cover the final valset check ({2 * len(valset)} program runs: "
                         f"the seed and the optimized program on {len(valset)} examples) and the optimization: "
                         f"raise {name} or pass a smaller valset.")
             budget.reserve(2 * len(valset))
+        budget.open_progress(limit, f"{self.method}")
         run = RunContext(student, tuple(trainset), tuple(valset) if valset is not None else None, metric, lms, seed,
                          self.method, budget, ErrorLog(collect_secrets(lms.values())), checkpoint, self.num_threads,
                          self.max_retries, self.timeout, self.max_component_tokens, self.context_window,
-                         self.critique_successes, self.seed)
+                         self.critique_successes, self.seed, epochs=epochs, perfect_score=self.perfect_score,
+                         failure_score=self.failure_score, skip_perfect_score=self.skip_perfect_score,
+                         metric_five_args=five, ledger=Ledger(seed, keep_outputs=self.track_best_outputs))
         self._check_windows(run)
         return run
 
@@ -206,7 +282,8 @@ class TextGradOptimizer(Teleprompter):
 
     def _fingerprint_config(self) -> dict[str, Any]:
         """What decides the run's results (not threads, budgets, timeouts, retries or where it logs)."""
-        ignore = {"log_dir", "num_threads", "budgets", "timeout", "max_retries", "executor"}
+        ignore = {"log_dir", "num_threads", "budgets", "timeout", "max_retries", "executor", "auto", "max_full_evals",
+                  "track_stats", "track_best_outputs", "use_mlflow"}
         return {k: v for k, v in self.config().items() if k not in ignore}
 
 
@@ -248,8 +325,15 @@ class FGO(TextGradOptimizer):
         self.num_subsets, self.subset_size, self.partition = num_subsets, subset_size, partition
         self.merge_threshold, self.merge_clustering, self.embedder = merge_threshold, merge_clustering, embedder
 
-    def schedule(self) -> DivideSchedule:
+    def schedule(self, epochs: int | None = None) -> DivideSchedule:
         return DivideSchedule(self.partition, self.num_subsets, self.subset_size, self.embedder)
+
+    def merge_levels(self, n_train: int) -> int:
+        try:
+            subsets = resolve_num_subsets(n_train, self.num_subsets, self.subset_size)
+        except ValueError:
+            return 1  # the run's own check says what is wrong
+        return merge_levels(subsets, self.merge_threshold if self.merge_clustering == "kmeans" else subsets)
 
     def merger(self) -> ProgressiveMerger:
         return ProgressiveMerger(self.merge_threshold, self.merge_clustering)

@@ -26,7 +26,7 @@ from .signatures import MergeComponents
 if TYPE_CHECKING:
     from .context import RunContext
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("dspy." + __name__)
 
 
 @dataclass
@@ -53,6 +53,13 @@ class MergeNode:
         yield self
         for child in self.children:
             yield from child.walk()
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], by_id: dict[int, MergeNode]) -> MergeNode:
+        """A node from :meth:`to_dict`, its children looked up in ``by_id`` (built bottom-up)."""
+        return cls(data["node_id"], Candidate(data["candidate"]), list(data["indices"]), data["score"],
+                   [by_id[c] for c in data["children"]], data.get("subset_id"), list(data.get("categories", [])),
+                   data.get("note", ""))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -135,6 +142,9 @@ class LMMerger:
     def _merge_and_test(self, best: MergeNode, nodes: Sequence[MergeNode], indices: list[int]):
         """The merged candidate and its union score, or the best member's when the merge is worse."""
         candidate = self.merge_candidates(best.candidate, nodes)
+        if candidate not in {n.candidate for n in nodes}:
+            self.run.ledger.link(candidate, [n.candidate for n in nodes],
+                                 "merge of nodes " + ",".join(str(n.node_id) for n in nodes))
         rest = [i for i in indices if i not in set(best.indices)]
         member_score = self._union_score(best, rest, len(indices))
         if candidate == best.candidate:

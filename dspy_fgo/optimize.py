@@ -20,7 +20,7 @@ from .rollout import mean_score
 if TYPE_CHECKING:
     from .context import RunContext
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("dspy." + __name__)
 
 
 @dataclass(frozen=True)
@@ -91,8 +91,9 @@ def optimize_job(run: RunContext, job: Job) -> SubsetResult | None:
         result = optimize_on_batches(run, job)
     except Exception as exc:
         from .context import LMFailedError
+        from .rollout import MetricContractError
 
-        if isinstance(exc, LMFailedError):
+        if isinstance(exc, LMFailedError | MetricContractError):
             raise
         run.errors.record("subset", f"{type(exc).__name__}: {exc}", subset=job.job_id)
         return None
@@ -118,8 +119,17 @@ def optimize_on_batches(run: RunContext, job: Job) -> SubsetResult:
                 seed_score = score
             if job.keep_best and (best_score is None or score > best_score):
                 best, best_score = current, score
+            if run.skip_perfect_score and trajs and all(t.score >= run.perfect_score for t in trajs):
+                logger.info("Subset %d step %d: every run scored perfect_score=%g, nothing to learn: skipped",
+                            sid, step, run.perfect_score)
+                steps.append(StepRecord(job.epochs[step], tuple(batch), score, (), None))
+                if not (job.keep_best and step + 1 < len(job.batches) and list(job.batches[step + 1]) == list(batch)):
+                    trajs = None
+                continue
             proposed = textual_gradient_step(run, current, trajs, job.overflow, job.threads)
             changed = tuple(proposed.changed_components(current))
+            if changed:
+                run.ledger.link(proposed, [current], f"subset {sid} step {step}")
             after = None
             if job.keep_best and changed:
                 trajs = run.evaluate(proposed, batch, threads=job.threads, desc=f"subset {sid} step {step} eval")

@@ -26,7 +26,7 @@ from .candidate import Candidate
 from .merge import MergeNode
 from .optimize import SubsetResult
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("dspy." + __name__)
 
 FORMAT = "dspy-fgo/program-v1"
 CHECKPOINT_FORMAT = 2

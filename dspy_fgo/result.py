@@ -11,6 +11,8 @@ from .candidate import Candidate
 from .merge import MergeNode
 from .optimize import SubsetResult
 
+FORMAT_VERSION = 2  # 2: candidates with per-example scores and lineage, best outputs, from_dict/load
+
 
 @dataclass
 class FGOResult:
@@ -31,6 +33,29 @@ class FGOResult:
     selected: int | str = "seed"  # the merge-tree node id that won, or "seed"
     train_scores: dict[str, float] = field(default_factory=dict)  # without a valset: the union back-test
     error_counts: dict[str, int] = field(default_factory=dict)  # failures per kind (role or stage)
+    # every candidate: id, origin, parents (ids), texts, per-example scores per split ("train", "val")
+    candidates: list[dict[str, Any]] = field(default_factory=list)
+    best_outputs: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)  # track_best_outputs
+    winner: int | None = None  # the id (in ``candidates``) of the returned program's candidate
+    format_version: int = FORMAT_VERSION
+
+    # ----- GEPA's DspyGEPAResult names -------------------------------------------------------------------
+
+    @property
+    def total_metric_calls(self) -> int:
+        return int(self.accounting.get("metric_calls", 0))
+
+    @property
+    def best_idx(self) -> int | None:
+        return self.winner
+
+    @property
+    def parents(self) -> list[list[int]]:
+        return [list(c["parents"]) for c in self.candidates]
+
+    @property
+    def val_aggregate_scores(self) -> list[float | None]:
+        return [c.get("val_mean") for c in self.candidates]
 
     @property
     def merge_tree(self) -> list[dict[str, Any]]:
@@ -55,7 +80,46 @@ class FGOResult:
             "selected": self.selected,
             "train_scores": self.train_scores,
             "error_counts": self.error_counts,
+            "candidates": self.candidates,
+            "best_outputs": {split: {str(i): v for i, v in d.items()} for split, d in self.best_outputs.items()},
+            "winner": self.winner,
+            "format_version": self.format_version,
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FGOResult:
+        """The result :meth:`to_dict` wrote (format 1 files, without candidates, load too)."""
+        version = int(data.get("format_version", 1))
+        if version > FORMAT_VERSION:
+            raise ValueError(f"FGOResult format {version} is newer than this dspy-fgo reads ({FORMAT_VERSION}): "
+                             "upgrade dspy-fgo")
+        by_id: dict[int, MergeNode] = {}
+        for node in reversed(data.get("merge_tree", [])):  # walk() order is parents first
+            by_id[node["node_id"]] = MergeNode.from_dict(node, by_id)
+        root = by_id[data["merge_tree"][0]["node_id"]] if data.get("merge_tree") else None
+
+        def int_keys(d: dict) -> dict:
+            return {int(k): v for k, v in d.items()}
+
+        candidates = [dict(c, scores={split: int_keys(s) for split, s in c.get("scores", {}).items()})
+                      for c in data.get("candidates", [])]
+        return cls(
+            method=data["method"], seed_candidate=Candidate(data["seed_candidate"]),
+            final_candidate=Candidate(data["final_candidate"]), final_choice=data["final_choice"],
+            reason=data["reason"], subsets=[SubsetResult.from_dict(s) for s in data.get("subsets", [])],
+            merge_root=root, accounting=data.get("accounting", {}), val_scores=data.get("val_scores", {}),
+            errors=data.get("errors", []), config=data.get("config", {}), stopped=data.get("stopped"),
+            seconds=data.get("seconds", 0.0), resumed=data.get("resumed", {}), selected=data.get("selected", "seed"),
+            train_scores=data.get("train_scores", {}), error_counts=data.get("error_counts", {}),
+            candidates=candidates,
+            best_outputs={split: int_keys(d) for split, d in data.get("best_outputs", {}).items()},
+            winner=data.get("winner"), format_version=FORMAT_VERSION,
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> FGOResult:
+        """Read back a result written by :meth:`to_json`."""
+        return cls.from_dict(json.loads(Path(path).read_text()))
 
     def to_json(self, path: str | Path | None = None) -> str:
         text = json.dumps(self.to_dict(), indent=2, ensure_ascii=False, default=str, allow_nan=False)
@@ -75,6 +139,35 @@ class FGOResult:
         ]
         if self.val_scores:
             lines.append("  valset: " + ", ".join(f"{k} {v:.3f}" for k, v in self.val_scores.items()))
+        if self.accounting:
+            lines.append(f"  metric calls: {self.total_metric_calls}"
+                         + (f" of {limit}" if (limit := self.accounting.get("limits", {}).get("max_metric_calls"))
+                            else ""))
+        return "\n".join(lines)
+
+    def table(self) -> str:
+        """GEPA-style table: one row per candidate with its lineage and mean scores (* marks the winner)."""
+        rows = [("id", "origin", "parents", "train (n)", "val (n)")]
+        def cell(c: dict[str, Any], split: str) -> str:
+            n = len(c["scores"].get(split, {}))
+            mean = c.get(f"{split}_mean")
+            return f"{mean:.3f} ({n})" if mean is not None else "-"
+
+        for c in self.candidates:
+            mark = "*" if c["id"] == self.winner else ""
+            rows.append((f"{c['id']}{mark}", c["origin"] or "?", ",".join(map(str, c["parents"])) or "-",
+                         cell(c, "train"), cell(c, "val")))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        stages = self.accounting.get("stages", {})
+        if stages:
+            lines.append("")
+            lines.append("stage     metric calls  LM calls  tokens")
+            for stage, d in stages.items():
+                calls = sum(u["calls"] for u in d["roles"].values())
+                tokens = sum(u["prompt_tokens"] + u["completion_tokens"] for u in d["roles"].values())
+                lines.append(f"{stage:<9} {d['metric_calls']:>12}  {calls:>8}  {tokens:>6}")
         return "\n".join(lines)
 
     def plot(self, path: str | Path | None = None):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import math
@@ -14,7 +15,7 @@ import dspy
 from .budget import count_tokens, cut_to_tokens
 from .executor import parallel_map
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("dspy." + __name__)
 
 CUT_MARKER = "\n...[{n} characters cut]...\n"
 METADATA_KEYS = ("category", "language")  # example fields shown as context, not as the expected answer
@@ -43,10 +44,12 @@ class Trajectory:
     tool_calls: tuple[dict[str, str], ...] = ()
     error: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    predictor_feedback: dict[str, str] = field(default_factory=dict)  # a 5-argument metric's, per predictor
+    perfect_score: float = 1.0
 
     @property
     def failed(self) -> bool:
-        return self.error is not None or self.score < 1.0
+        return self.error is not None or self.score < self.perfect_score
 
 
 @dataclass(frozen=True)
@@ -55,17 +58,81 @@ class MetricResult:
     feedback: str | None = None
 
 
-def call_metric(metric: Callable, example: dspy.Example, prediction: Any, trace: Any = None) -> MetricResult:
-    """Normalize a DSPy metric's answer (number, bool or ``Prediction(score=, feedback=)``)."""
-    value = metric(example, prediction, trace)
+class MetricContractError(ValueError):
+    """The metric returned something FGO cannot use (None, NaN, a score outside its range): the run stops
+    at the first such score instead of optimizing against it."""
+
+
+@dataclass(frozen=True)
+class MetricContract:
+    """What a score must look like, and how the metric is called."""
+
+    perfect_score: float = 1.0
+    failure_score: float = 0.0
+    five_args: bool = False  # GEPA's (gold, pred, trace, pred_name, pred_trace)
+    feedback_on_successes: bool = False
+
+
+def check_metric(metric: Callable) -> int:
+    """The metric's form when the optimizer is built: 3 for ``metric(example, prediction, trace=None)``,
+    5 for GEPA's ``(gold, pred, trace, pred_name, pred_trace)``; anything else is a TypeError."""
+    if not callable(metric):
+        raise TypeError(f"metric must be callable, got {type(metric).__name__}")
+    try:
+        sig = inspect.signature(metric)
+    except (TypeError, ValueError):
+        return 3  # a builtin or C callable: trust it
+    try:
+        sig.bind(None, None, None, None, None)
+        return 5
+    except TypeError:
+        pass
+    try:
+        sig.bind(None, None, None)
+        return 3
+    except TypeError:
+        raise TypeError(
+            f"metric {_name(metric)!r} {sig} cannot be called as metric(example, prediction, trace): FGO passes the "
+            "trace (as DSPy's optimizers do). Define it as def metric(example, prediction, trace=None), or with "
+            "GEPA's five arguments (gold, pred, trace=None, pred_name=None, pred_trace=None)."
+        ) from None
+
+
+def _name(metric: Callable) -> str:
+    return getattr(metric, "__name__", None) or type(metric).__name__
+
+
+def call_metric(metric: Callable, example: dspy.Example, prediction: Any, trace: Any = None,
+                contract: MetricContract | None = None, pred_name: str | None = None,
+                pred_trace: Any = None) -> MetricResult:
+    """Normalize a DSPy metric's answer (number, bool or ``Prediction(score=, feedback=)``) and hold it to
+    the contract (a number in ``[failure_score, perfect_score]``)."""
+    contract = contract or MetricContract()
+    if contract.five_args:
+        value = metric(example, prediction, trace, pred_name, pred_trace)
+    else:
+        value = metric(example, prediction, trace)
     feedback = None
     if isinstance(value, dspy.Prediction) or hasattr(value, "score"):
         feedback, value = getattr(value, "feedback", None), value.score
     elif isinstance(value, dict) and "score" in value:
         feedback, value = value.get("feedback"), value["score"]
-    score = float(value)
+    where = f"metric {_name(metric)!r} returned"
+    if value is None:
+        raise MetricContractError(f"{where} None: it must return a number, a bool or dspy.Prediction(score=..., "
+                                  "feedback=...) (a missing return statement?)")
+    try:
+        score = float(value)
+    except (TypeError, ValueError):
+        raise MetricContractError(f"{where} {value!r} ({type(value).__name__}): scores must be numbers") from None
     if not math.isfinite(score):
-        raise ValueError(f"metric returned {score} (scores must be finite numbers)")
+        raise MetricContractError(f"{where} {score}: scores must be finite numbers")
+    lo, hi = contract.failure_score, contract.perfect_score
+    if not lo - 1e-9 <= score <= hi + 1e-9:
+        raise MetricContractError(
+            f"{where} {score:g}, outside [failure_score={lo:g}, perfect_score={hi:g}]: a run counts as correct "
+            f"only at perfect_score. Pass perfect_score= and failure_score= for the metric's scale (e.g. "
+            f"perfect_score=10 for a 0-10 metric), or scale the metric to [0, 1].")
     return MetricResult(score, str(feedback) if feedback else None)
 
 
@@ -78,6 +145,7 @@ def run_examples(
     desc: str | None = None,
     runner: Callable | None = None,
     on_metric: Callable[[], None] | None = None,
+    contract: MetricContract | None = None,
 ) -> list[Trajectory]:
     """Run ``program`` on ``examples[i]`` for each i in ``indices``; a failing run becomes a Trajectory
     with its error. ``runner(run_one)`` applies the run's LM policy to each program run (returning
@@ -85,7 +153,7 @@ def run_examples(
     names = {id(p): name for name, p in program.named_predictors()}
     runner = runner or _run_plain
     return parallel_map(
-        lambda i: _run_one(program, names, examples[i], i, metric, runner, on_metric),
+        lambda i: _run_one(program, names, examples[i], i, metric, runner, on_metric, contract or MetricContract()),
         list(indices),
         num_threads=num_threads,
         desc=desc,
@@ -100,7 +168,7 @@ def _run_plain(run_one: Callable[[int], Any]) -> tuple[Any, BaseException | None
 
 
 def _run_one(program: dspy.Module, names: dict[int, str], example: dspy.Example, index: int, metric: Callable,
-             runner: Callable, on_metric: Callable[[], None] | None):
+             runner: Callable, on_metric: Callable[[], None] | None, contract: MetricContract):
     inputs = {k: _text(v) for k, v in example.inputs().items()}
     metadata = {k: _text(example[k]) for k in METADATA_KEYS if k in example}
     label = {k: _text(v) for k, v in example.labels().items() if k not in metadata}
@@ -116,19 +184,43 @@ def _run_one(program: dspy.Module, names: dict[int, str], example: dspy.Example,
     trace = list(traces[-1]) if traces else []
     if exc is not None:  # a failing program run is data for the critic, not a crash
         logger.debug("Program failed on example %d: %s", index, exc)
-        return Trajectory(index, inputs, label, None, 0.0, steps=_steps(trace, names), error=_error(exc),
-                          metadata=metadata)
+        return Trajectory(index, inputs, label, None, contract.failure_score, steps=_steps(trace, names),
+                          error=_error(exc), metadata=metadata, perfect_score=contract.perfect_score)
     steps = _steps(trace, names)
     outputs = {k: _text(v) for k, v in prediction.items() if k != "trajectory"}
     tools = _tool_calls(prediction)
     if on_metric is not None:
         on_metric()
     try:
-        result = call_metric(metric, example, prediction, trace)
+        result = call_metric(metric, example, prediction, trace, contract)
+    except MetricContractError:
+        raise
     except Exception as exc:
-        logger.warning("Metric raised on example %d (scored 0): %s", index, exc)
-        return Trajectory(index, inputs, label, outputs, 0.0, None, steps, tools, "metric: " + _error(exc), metadata)
-    return Trajectory(index, inputs, label, outputs, result.score, result.feedback, steps, tools, None, metadata)
+        logger.warning("Metric raised on example %d (scored %g): %s", index, contract.failure_score, exc)
+        return Trajectory(index, inputs, label, outputs, contract.failure_score, None, steps, tools,
+                          "metric: " + _error(exc), metadata, perfect_score=contract.perfect_score)
+    per_predictor = {}
+    if contract.five_args and (result.score < contract.perfect_score or contract.feedback_on_successes):
+        per_predictor = _predictor_feedback(metric, example, prediction, trace, names, contract)
+    return Trajectory(index, inputs, label, outputs, result.score, result.feedback, steps, tools, None, metadata,
+                      per_predictor, contract.perfect_score)
+
+
+def _predictor_feedback(metric: Callable, example: dspy.Example, prediction: Any, trace: list,
+                        names: dict[int, str], contract: MetricContract) -> dict[str, str]:
+    """GEPA's per-predictor call: ``metric(gold, pred, trace, pred_name, pred_trace)`` for each predictor
+    that ran, ``pred_trace`` holding that predictor's calls only; its feedback goes to that predictor."""
+    out = {}
+    for name in dict.fromkeys(names.get(id(p), type(p).__name__) for p, _, _ in trace):
+        own = [step for step in trace if names.get(id(step[0]), type(step[0]).__name__) == name]
+        try:
+            result = call_metric(metric, example, prediction, trace, contract, name, own)
+        except Exception as exc:  # per-predictor feedback is extra: the score was already taken
+            logger.debug("Metric with pred_name=%s raised: %s", name, exc)
+            continue
+        if result.feedback:
+            out[name] = result.feedback
+    return out
 
 
 def _steps(trace: list, names: dict[int, str]) -> tuple[Step, ...]:
@@ -225,6 +317,9 @@ def _render(traj: Trajectory, field_chars: int, critique: str | None) -> str:
         lines.append(f"  observation: {cut_middle(call['observation'], field_chars)}")
     if traj.feedback:
         lines.append(f"Metric feedback: {cut_middle(traj.feedback, field_chars)}")
+    for name, text in traj.predictor_feedback.items():
+        if text != traj.feedback:
+            lines.append(f"Metric feedback for predictor {name}: {cut_middle(text, field_chars)}")
     if traj.error:
         lines.append(f"Error: {cut_middle(traj.error, field_chars)}")
     if critique:

@@ -25,7 +25,7 @@ from .rollout import mean_score
 if TYPE_CHECKING:
     from .context import RunContext
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("dspy." + __name__)
 
 
 def _score_on(run: RunContext, candidate: Candidate, examples: Sequence[dspy.Example] | None,
@@ -92,6 +92,8 @@ def select_and_record(run: RunContext, subsets: Sequence[SubsetResult], root: Me
         errors=list(run.errors.records), config=config, stopped=stopped, seconds=time.perf_counter() - started,
         resumed=dict(run.checkpoint.resumed) if run.checkpoint is not None else {}, selected=node,
         train_scores=train_scores, error_counts=dict(run.errors.counts),
+        candidates=run.ledger.to_list(), best_outputs={k: dict(v) for k, v in run.ledger.best_outputs.items() if v},
+        winner=run.ledger.id_of(final),
     )
     if run.checkpoint is not None:
         run.checkpoint.save_spent(run.budget.to_dict())

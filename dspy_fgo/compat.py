@@ -1,0 +1,130 @@
+"""GEPA's and MIPROv2's vocabulary: the arguments FGO shares, the ones it has another name for, and the
+budget in metric calls that FGO plans its steps to fit.
+
+The budget formula (N trainset examples, V valset examples, E critique-and-rewrite steps per subset,
+L merge levels: 0 for one subset, 1 when the subsets fit one merge, more for a deeper tree)::
+
+    metric calls = N * (E + 1) + 2 * N * L + 2 * V
+
+Each subset runs the seed on its examples once and each step's proposal once (N * (E + 1) over all
+subsets); each merge level back-tests a merge and its best member on the union (at most 2 * N); the final
+choice runs the seed and the winner on the valset (2 * V). ``auto`` picks E (light 1, medium 2, heavy 4)
+and sets the budget to the formula; ``max_full_evals=k`` is GEPA's ``k * (N + V)``; with
+``max_metric_calls`` (or ``max_full_evals``) and no ``epochs``, FGO takes the largest E that fits
+(at least 1). The guard holds the budget in every case (a run overshoots by at most the runs in flight).
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import math
+from typing import Any
+
+logger = logging.getLogger("dspy." + __name__)
+
+AUTO_EPOCHS = {"light": 1, "medium": 2, "heavy": 4}
+DEFAULT_EPOCHS = 2
+
+# Arguments of dspy.GEPA / dspy.MIPROv2 (constructor and compile) with no FGO meaning -> what to use instead.
+ALTERNATIVES = {
+    "reflection_minibatch_size": "FGO critiques whole subsets: use subset_size= or num_subsets=",
+    "candidate_selection_strategy": "FGO keeps the best candidate per subset and picks the final one on the valset",
+    "use_merge": "FGO always merges its subsets: merge_clustering='none' merges them in one step",
+    "max_merge_invocations": "use merge_threshold= (the group size merged in one LM call)",
+    "instruction_proposer": "FGO's proposals come from optimizer_lm (reflection_lm); components= picks what is rewritten",
+    "code_proposer": "FGO rewrites instructions and tool descriptions (components=)",
+    "component_selector": "FGO rewrites every component each step: use components='instructions'|'tools'|'all'",
+    "add_format_failure_as_feedback": "FGO always shows a failed run's error to the critic",
+    "use_wandb": "FGO logs to MLflow: use_mlflow=True",
+    "wandb_api_key": "FGO logs to MLflow: use_mlflow=True",
+    "wandb_init_kwargs": "FGO logs to MLflow: use_mlflow=True",
+    "warn_on_score_mismatch": "FGO checks the metric's scores itself (perfect_score=, failure_score=)",
+    "gepa_kwargs": "FGO has no engine passthrough: its options are its constructor's arguments",
+    "enable_tool_optimization": "FGO optimizes tool descriptions with components='tools' or 'all'",
+    # MIPROv2
+    "prompt_model": "use optimizer_lm= (or GEPA's reflection_lm=)",
+    "task_model": "use task_lm=",
+    "teacher_settings": "FGO uses no teacher program",
+    "max_bootstrapped_demos": "FGO optimizes instructions, not demos: run dspy.BootstrapFewShot before or after",
+    "max_labeled_demos": "FGO optimizes instructions, not demos: run dspy.LabeledFewShot before or after",
+    "num_candidates": "use auto= or max_metric_calls= (FGO proposes one candidate per subset and step)",
+    "num_trials": "use auto= or max_metric_calls= (or epochs=)",
+    "init_temperature": "set the temperature on optimizer_lm",
+    "minibatch": "FGO critiques whole subsets: use subset_size= or num_subsets=",
+    "minibatch_size": "FGO critiques whole subsets: use subset_size= or num_subsets=",
+    "minibatch_full_eval_steps": "FGO back-tests every merge on the union of its subsets",
+    "program_aware_proposer": "FGO's proposals always see the program's components",
+    "data_aware_proposer": "FGO's proposals see the runs and their critiques",
+    "view_data_batch_size": "use subset_size=",
+    "tip_aware_proposer": "FGO's proposals come from the critiques",
+    "fewshot_aware_proposer": "FGO optimizes instructions, not demos",
+    "requires_permission_to_run": "FGO does not ask: bound the run with max_metric_calls= or auto=",
+    "provide_traceback": "FGO records every failure in fgo_result.errors",
+    "verbose": "FGO logs through DSPy's logger ('dspy.dspy_fgo'); dspy.disable_logging() silences it",
+    "metric_threshold": "use perfect_score= and failure_score=",
+    "max_errors": "use max_retries=; an LM that keeps failing stops the run",
+}
+
+
+# GEPA's search knobs: they only steer GEPA's own search, so a GEPA call that sets them still means something
+# to FGO. They are accepted and ignored with a warning that names the FGO alternative (the rest are errors).
+SEARCH_KNOBS = ("reflection_minibatch_size", "candidate_selection_strategy", "use_merge", "max_merge_invocations",
+                "component_selector", "add_format_failure_as_feedback", "warn_on_score_mismatch")
+
+
+def split_known_knobs(unknown: dict[str, Any], where: str) -> dict[str, Any]:
+    """Warn about GEPA's search knobs (ignored) and return the other unknown arguments."""
+    for name in [n for n in unknown if n in SEARCH_KNOBS]:
+        logger.warning("%s: GEPA's %s=%r has no FGO meaning and is ignored (%s)", where, name, unknown.pop(name),
+                       ALTERNATIVES[name])
+    return unknown
+
+
+def reject_unknown(unknown: dict[str, Any], where: str, known: tuple[str, ...] = ()) -> None:
+    """A TypeError for arguments FGO does not take, naming the FGO alternative or the closest name."""
+    notes = []
+    for name in unknown:
+        if name in ALTERNATIVES:
+            notes.append(f"{name!r} (a GEPA/MIPROv2 argument: {ALTERNATIVES[name]})")
+        else:
+            close = difflib.get_close_matches(name, known, n=1)
+            notes.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    raise TypeError(f"{where} got unexpected keyword argument(s): " + "; ".join(notes))
+
+
+def merge_levels(subsets: int, threshold: int | None) -> int:
+    """Levels of back-tests in the merge tree over ``subsets`` leaves (``threshold=None``: no merge)."""
+    if threshold is None or subsets <= 1:
+        return 0
+    if subsets <= threshold:
+        return 1
+    k = max(2, math.isqrt(subsets))
+    return merge_levels(math.ceil(subsets / k), threshold) + merge_levels(k, threshold)
+
+
+def metric_calls(n_train: int, n_val: int, epochs: int, levels: int) -> int:
+    """The budget formula (module docstring)."""
+    return n_train * (epochs + 1) + 2 * n_train * levels + 2 * n_val
+
+
+def plan(auto: str | None, max_metric_calls: int | None, max_full_evals: int | None, epochs: int | None,
+         n_train: int, n_val: int, levels: int) -> tuple[int, int | None]:
+    """(epochs, max_metric_calls) for one run."""
+    if auto is not None:
+        e = epochs if epochs is not None else AUTO_EPOCHS[auto]
+        return e, metric_calls(n_train, n_val, AUTO_EPOCHS[auto], levels)
+    limit = max_metric_calls
+    if max_full_evals is not None:
+        limit = max_full_evals * (n_train + n_val)
+    if limit is None:
+        return (epochs if epochs is not None else DEFAULT_EPOCHS), None
+    if epochs is not None:
+        return epochs, limit
+    fixed = 2 * n_train * levels + 2 * n_val + n_train
+    e = max(1, (limit - fixed) // max(1, n_train))
+    if metric_calls(n_train, n_val, e, levels) > limit:
+        logger.warning("max_metric_calls=%d is below one step per subset (%d metric calls = N*(E+1) + 2*N*L + 2*V "
+                       "with E=1): the run stops when the budget is spent", limit,
+                       metric_calls(n_train, n_val, 1, levels))
+    return e, limit
