@@ -137,8 +137,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--metric", default=None, help="household: won (default) or progress (sub-goals reached)")
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--auto", default="light", help="budget of MIPROv2 and GEPA")
-    p.add_argument("--num-threads", type=int, default=2,
-                   help="threads for optimizing and scoring (1 keeps a local server's prefix cache warm for agents)")
+    p.add_argument("--num-threads", type=int, default=4,
+                   help="threads for optimizing and scoring (the local server has 4 slots per model; each slot "
+                        "keeps its own prompt-prefix cache)")
     p.add_argument("--n-ctx", type=int, default=8192, help="context of the local models")
     p.add_argument("--out", default=None, help="results folder (default benchmarks/results/<task>-<lms>)")
     return p.parse_args(argv)
