@@ -368,13 +368,17 @@ def test_real_server_json_constrained_and_parallel():
 
     with local.LocalServer(models=ALIAS, n_parallel=4) as server:
         lm = server.lm(ALIAS, cache=False)
-        with dspy.context(lm=lm, adapter=dspy.JSONAdapter()):
-            predict = dspy.Predict("invoice_text -> vendor: str, total: float, line_count: int")
-            texts = [f"Invoice from Vendor {i}. Lines: 1) bolts 2) nuts. Total: ${i}.50" for i in range(8)]
-            t0 = time.monotonic()
-            with ThreadPoolExecutor(4) as ex:
-                preds = list(ex.map(lambda t: predict(invoice_text=t), texts))
-            parallel = time.monotonic() - t0
+        predict = dspy.Predict("invoice_text -> vendor: str, total: float, line_count: int")
+        texts = [f"Invoice from Vendor {i}. Lines: 1) bolts 2) nuts. Total: ${i}.50" for i in range(8)]
+
+        def run(text):
+            with dspy.context(lm=lm, adapter=dspy.JSONAdapter()):  # settings are per thread
+                return predict(invoice_text=text)
+
+        t0 = time.monotonic()
+        with ThreadPoolExecutor(4) as ex:
+            preds = list(ex.map(run, texts))
+        parallel = time.monotonic() - t0
         assert all(isinstance(p.total, float) and isinstance(p.line_count, int) for p in preds)
         assert lm.history[-1]["kwargs"].get("response_format") is not None
         slots = json.loads(urllib.request.urlopen(server.url + "/slots").read())
