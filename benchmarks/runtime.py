@@ -3,7 +3,7 @@
     python -m benchmarks.runtime --old-python /path/to/venv-with-llama-cpp-python/bin/python
 
 Each server runs in its own process (so its peak RSS is its own), on the same GGUF files, prompts and
-settings (temperature 0, n_ctx 8192 per slot, threads = cores). Workloads:
+settings (temperature 0, n_ctx 8192 per slot, threads = cores, OMP_WAIT_POLICY=PASSIVE as both ship). Workloads:
 
 * ``short``: qwen0.5b, 16 short extraction prompts, answers of a few tokens;
 * ``long``: qwen1.5b, 8 prompts asking for ~190-token texts;
@@ -94,7 +94,7 @@ class Server:
         else:
             cmd = [sys.executable, "-m", "dspy_fgo.local", "serve", "--models", alias, "--n-parallel", str(slots)]
             self.base = None
-        env = dict(os.environ)
+        env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")  # both runtimes' shipped default (dspy_fgo.local sets it)
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE if kind == "new" else self.log, stderr=self.log,
                                      text=True, env=env)
         if kind == "new":
@@ -177,9 +177,11 @@ def main(argv=None) -> int:
     p.add_argument("--old-python", help="a Python with llama-cpp-python[server] 0.3.36 (omit: new runtime only)")
     p.add_argument("--slots", type=int, default=4)
     p.add_argument("--jobs", default="short,long,invoice,prefix-cache")
+    p.add_argument("--out", default=str(OUT), help="results folder (%(default)s); an existing results.json resumes")
     args = p.parse_args(argv)
-    OUT.mkdir(parents=True, exist_ok=True)
-    path = OUT / "results.json"
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "results.json"
     results = json.loads(path.read_text()) if path.exists() else {"runs": {}}
     results["command"] = "python -m benchmarks.runtime " + " ".join(argv if argv is not None else sys.argv[1:])
     results["versions"] = {"xllamacpp": metadata.version("xllamacpp"), "python": platform.python_version(),
@@ -197,7 +199,7 @@ def main(argv=None) -> int:
             results["runs"][key] = measure(kind, alias, slots, job, args.old_python)
             path.write_text(json.dumps(results, indent=1))
             print(f"  {results['runs'][key]['wall_s']} s", flush=True)
-    (OUT / "table.md").write_text(table(results) + "\n")
+    (out / "table.md").write_text(table(results) + "\n")
     print(table(results))
     return 0
 
