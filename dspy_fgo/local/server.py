@@ -59,10 +59,14 @@ class _Running:
         # Sleeping, not spinning, OpenMP workers: with spinning ones a call took 7-13 s instead of 2-3 s
         # whenever anything else (even a niced process, or this process's Python threads) used a core.
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read when the OpenMP runtime loads
-        import xllamacpp
+        path = verified_model_path(settings.alias)
+        try:
+            import xllamacpp
+        except ImportError as e:
+            raise LocalServerError("the local runtime is not installed: pip install 'dspy-fgo[local]'") from e
 
         params = xllamacpp.CommonParams()
-        params.model.path = str(verified_model_path(settings.alias))
+        params.model.path = str(path)
         params.model_alias = settings.alias
         params.n_parallel = settings.n_parallel
         params.n_ctx = settings.n_ctx * settings.n_parallel  # llama.cpp splits n_ctx over the slots
