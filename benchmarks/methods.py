@@ -3,7 +3,8 @@
 Budgets: FGO and its three schedule baselines get the same number of epochs and the same critique and
 rewrite prompts; MIPROv2 and GEPA get their ``auto`` budget (``light`` unless told otherwise), or with
 ``auto="tiny"`` a reduced budget for CPU runs (GEPA: 60 metric calls; MIPROv2: 3 instruction
-candidates, 4 trials, no demos); BootstrapFewShot and COPRO their DSPy defaults (COPRO breadth 4, depth 2).
+candidates, 4 trials, no demos). ``max_metric_calls`` gives every optimizer the same number of metric calls:
+GEPA's and FGO's own budget, MIPROv2 as many trials as full valset evaluations fit (no demos); BootstrapFewShot and COPRO their DSPy defaults (COPRO breadth 4, depth 2).
 """
 
 from __future__ import annotations
@@ -35,11 +36,14 @@ class MethodContext:
     auto: str = "light"
     hand_written: dspy.Module | None = None
     log_dir: str | None = None  # checkpoints of FGO and its baselines: an interrupted run resumes from them
+    max_metric_calls: int | None = None  # the equal budget: every optimizer gets this many metric calls
 
 
 def _textgrad_kwargs(ctx: MethodContext) -> dict[str, Any]:
-    return dict(metric=ctx.metric, optimizer_lm=ctx.optimizer_lm, task_lm=ctx.task_lm, epochs=ctx.epochs,
-                num_threads=ctx.num_threads, seed=ctx.seed, log_dir=ctx.log_dir)
+    budget = ({"max_metric_calls": ctx.max_metric_calls} if ctx.max_metric_calls else {"epochs": ctx.epochs})
+    # The reflective optimizers (FGO, its baselines, GEPA) all get the task's feedback metric.
+    return dict(metric=ctx.feedback_metric, optimizer_lm=ctx.optimizer_lm, task_lm=ctx.task_lm, num_threads=ctx.num_threads,
+                seed=ctx.seed, log_dir=ctx.log_dir, **budget)
 
 
 def _batch_size(ctx: MethodContext) -> int:
@@ -68,6 +72,15 @@ def run_bootstrapping(ctx: MethodContext) -> dspy.Module:
 def run_miprov2(ctx: MethodContext) -> dspy.Module:
     from dspy.teleprompt import MIPROv2
 
+    if ctx.max_metric_calls:
+        # MIPROv2 scores each trial's program on the whole valset: the budget buys that many full evaluations.
+        val = len(ctx.valset or ctx.trainset)
+        trials = max(1, ctx.max_metric_calls // val - 1)
+        optimizer = MIPROv2(metric=ctx.metric, prompt_model=ctx.optimizer_lm, task_model=ctx.task_lm, auto=None,
+                            num_candidates=max(3, trials // 2), max_bootstrapped_demos=0, max_labeled_demos=0,
+                            num_threads=ctx.num_threads, seed=ctx.seed)
+        return optimizer.compile(ctx.program, trainset=ctx.trainset, valset=ctx.valset, num_trials=trials,
+                                 minibatch=False)
     if ctx.auto == "tiny":
         optimizer = MIPROv2(metric=ctx.metric, prompt_model=ctx.optimizer_lm, task_model=ctx.task_lm, auto=None,
                             num_candidates=3, max_bootstrapped_demos=0, max_labeled_demos=0,
@@ -85,7 +98,10 @@ def run_gepa(ctx: MethodContext) -> dspy.Module:
     def metric(gold, pred, trace=None, pred_name=None, pred_trace=None):
         return ctx.feedback_metric(gold, pred, trace)
 
-    budget = {"max_metric_calls": 60} if ctx.auto == "tiny" else {"auto": ctx.auto}
+    if ctx.max_metric_calls:
+        budget = {"max_metric_calls": ctx.max_metric_calls}
+    else:
+        budget = {"max_metric_calls": 60} if ctx.auto == "tiny" else {"auto": ctx.auto}
     optimizer = GEPA(metric=metric, reflection_lm=ctx.optimizer_lm, num_threads=ctx.num_threads, seed=ctx.seed,
                      **budget)
     return optimizer.compile(ctx.program, trainset=ctx.trainset, valset=ctx.valset)

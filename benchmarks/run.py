@@ -135,8 +135,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--program", default="predict", help="invoices: predict, cot, predict-json or cot-json; "
                    "tickets/prices/tracking: predict or predict-json; stock: react or react-json")
     p.add_argument("--metric", default=None, help="household: won (default) or progress (sub-goals reached)")
+    p.add_argument("--feedback", default=None, choices=("rule", "plain"),
+                   help="short tasks: the feedback metric (GEPA's and FGO's) cites the category's rule when wrong "
+                        "(rule, default) or says only expected against got (plain)")
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--auto", default="light", help="budget of MIPROv2 and GEPA")
+    p.add_argument("--max-metric-calls", type=int, default=None,
+                   help="equal budget: every optimizer gets this many metric calls (FGO and its baselines plan "
+                        "their steps to fit; overrides --epochs and --auto)")
     p.add_argument("--num-threads", type=int, default=4,
                    help="threads for optimizing and scoring (the local server has 4 slots per model; each slot "
                         "keeps its own prompt-prefix cache)")
@@ -152,6 +158,8 @@ def main(argv=None) -> dict[str, Any]:
     if unknown:
         sys.exit(f"Unknown methods {unknown}; known: {sorted(METHODS)}")
     options = {"metric": args.metric} if args.metric else {}
+    if args.feedback:
+        options["feedback"] = args.feedback
     task = load_task(args.task, train=args.train, val=args.val, test=args.test, seed=args.data_seed,
                      profile=args.profile, program=args.program, **options)
     tag = f"{args.task}-{args.task_lm}-{args.optimizer_lm}".replace(":", "_").replace("/", "_")
@@ -172,6 +180,7 @@ def main(argv=None) -> dict[str, Any]:
                 ctx = MethodContext(task.program_factory(), task.train, task.val or None, task.metric, task.feedback_metric,
                                     task_lm, optimizer_lm, seed, epochs=args.epochs, num_threads=args.num_threads,
                                     auto=args.auto, hand_written=task.hand_written_program(),
+                                    max_metric_calls=args.max_metric_calls,
                                     log_dir=str(out_dir / f"{name}-seed{seed}.checkpoints"))
                 logger.info("=== %s ===", key)
                 results["runs"][key] = run_method(name, ctx, task.test, task.metric, out_dir) | {

@@ -111,6 +111,10 @@ class RunContext:
     skip_perfect_score: bool = False
     metric_five_args: bool = False
     ledger: Ledger = field(default_factory=Ledger)
+    feedback: str = "critique"  # "critique": the evaluator LM critiques each run; "raw": the runs as they are
+    update: str = "rewrite"  # "rewrite": a step rewrites a component; "rules": it adds itemized rules
+    acceptance: str = "improve"  # a proposal is kept when it scores higher ("improve") or as high ("tie")
+    check_format: bool = True  # reject proposals that are code, JSON or a restated answer
 
     @classmethod
     def create(cls, student: dspy.Module, trainset: Sequence[dspy.Example], metric: Callable, *,

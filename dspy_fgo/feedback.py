@@ -1,4 +1,5 @@
-"""Feedback: critique each run, render runs within a token budget, summarize what does not fit, propose.
+"""Feedback: critique each run, render runs within a token budget, summarize what does not fit, propose a
+rewrite or new rules, and hold the proposal to the format check (``rules.py``).
 
 Every prompt that carries the program's components budgets them in tokens (one counter,
 ``budget.count_tokens``), and every new component text is held to ``max_component_tokens``: an
@@ -9,14 +10,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .budget import cut_to_tokens
 from .candidate import Candidate
 from .executor import parallel_map
 from .rollout import Trajectory, pack_within_budget, render_trajectory
-from .signatures import CritiqueTrajectory, ProposeComponent, SummarizeCritiques
+from .rules import MAX_RULE_WORDS, instruction_problem, is_duplicate, join_rules, parse_rule_list, split_rules
+from .signatures import CritiqueTrajectory, ProposeComponent, ProposeRules, SummarizeCritiques
 
 if TYPE_CHECKING:
     from .context import RunContext
@@ -49,17 +51,68 @@ def components_within(run: RunContext, candidate: Candidate, role: str, share: f
     return text
 
 
+@dataclass(frozen=True)
+class Proposal:
+    """One step's outcome: the new candidate, the critiques it came from (None per run without a critic),
+    what was proposed per component and why a proposal was dropped (the format check)."""
+
+    candidate: Candidate
+    critiques: tuple[str | None, ...] = ()
+    proposed: dict[str, str] = field(default_factory=dict)
+    rejected: dict[str, str] = field(default_factory=dict)
+
+
 def textual_gradient_step(run: RunContext, candidate: Candidate, trajectories: Sequence[Trajectory],
-                          overflow: OverflowPolicy, threads: int = 1) -> Candidate:
-    """Critique the trajectories, then rewrite every component (in parallel); a failed rewrite keeps the
-    old text."""
-    critiques = critique_trajectories(run, candidate, trajectories, threads)
+                          overflow: OverflowPolicy, threads: int = 1) -> Proposal:
+    """Critique the trajectories (``feedback="critique"``; ``"raw"`` shows the proposer the runs and the
+    metric's feedback as they are, as GEPA's reflection does), then rewrite every component or add rules
+    to it (``update``), in parallel; a failed or rejected proposal keeps the old text."""
+    if run.feedback == "raw":
+        critiques: list[str | None] = [None] * len(trajectories)
+    else:
+        critiques = list(critique_trajectories(run, candidate, trajectories, threads))
     feedback = render_feedback(run, candidate, trajectories, critiques)
+    answers = [v for t in trajectories for v in t.label.values()]
     names = list(candidate)
     texts = parallel_map(lambda name: propose_component(run, candidate, name, feedback, overflow, threads), names,
                          threads, desc="propose")
-    updates = {name: text for name, text in zip(names, texts, strict=True) if text and text != candidate[name].strip()}
-    return candidate.updated(updates) if updates else candidate
+    proposed, rejected, updates = {}, {}, {}
+    for name, text in zip(names, texts, strict=True):
+        if not text or text == candidate[name].strip():
+            continue
+        proposed[name] = text
+        new = add_rules(run, candidate[name], text, answers, rejected, name) if run.update == "rules" else \
+            checked_text(run, text, answers, rejected, name)
+        if new is not None and new != candidate[name]:
+            updates[name] = new
+    return Proposal(candidate.updated(updates) if updates else candidate, tuple(critiques), proposed, rejected)
+
+
+def checked_text(run: RunContext, text: str, answers: Sequence[str], rejected: dict[str, str], name: str) -> str | None:
+    """``text``, or None (recorded in ``rejected``) when the format check finds it is not an instruction."""
+    problem = instruction_problem(text, answers) if run.check_format else None
+    if problem is None:
+        return text
+    rejected[name] = problem
+    run.errors.record("optimizer", f"proposal for component {name!r} {problem}: rejected", kind="format")
+    return None
+
+
+def add_rules(run: RunContext, current: str, reply: str, answers: Sequence[str], rejected: dict[str, str],
+              name: str) -> str | None:
+    """``current`` plus the reply's new rules that pass the format check and are not duplicates."""
+    base, rules = split_rules(current)
+    added, problems = [], []
+    for rule in parse_rule_list(reply):
+        problem = instruction_problem(rule, answers, MAX_RULE_WORDS) if run.check_format else None
+        if problem is not None:
+            problems.append(f"{rule[:60]!r} {problem}")
+        elif not is_duplicate(rule, rules + added):
+            added.append(rule)
+    if problems:
+        rejected[name] = "; ".join(problems)
+        run.errors.record("optimizer", f"rules for component {name!r} rejected: {rejected[name]}", kind="format")
+    return join_rules(base, rules + added) if added else None
 
 
 def critique_trajectories(run: RunContext, candidate: Candidate, trajectories: Sequence[Trajectory],
@@ -84,7 +137,7 @@ def _fallback_critique(traj: Trajectory) -> str:
 
 
 def render_feedback(run: RunContext, candidate: Candidate, trajectories: Sequence[Trajectory],
-                    critiques: Sequence[str]) -> list[str]:
+                    critiques: Sequence[str | None]) -> list[str]:
     """Each trajectory with its critique, failures first, each within a per-run budget."""
     model = run.lms["optimizer"].model
     per_run = max(200, run.input_budget("optimizer", components_within(run, candidate, "optimizer")) // 2)
@@ -116,9 +169,10 @@ def propose_component(run: RunContext, candidate: Candidate, name: str, feedback
                                        "skipped", kind="window")
         return None
     text = fit_feedback(run, name, current, feedback, budget, overflow, threads)
-    out = run.call(ProposeComponent, "optimizer", component_name=name, current_text=current,
-                   other_components=others, feedback=text)
-    return accept_text(run, "optimizer", name, out.get("new_text") if out is not None else None)
+    signature, field_name = (ProposeRules, "new_rules") if run.update == "rules" else (ProposeComponent, "new_text")
+    out = run.call(signature, "optimizer", component_name=name, current_text=current, other_components=others,
+                   feedback=text)
+    return accept_text(run, "optimizer", name, out.get(field_name) if out is not None else None)
 
 
 def fit_feedback(run: RunContext, name: str, current: str, feedback: Sequence[str], budget: int,

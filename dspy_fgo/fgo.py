@@ -32,6 +32,10 @@ from .tracking import RunTracker
 
 logger = logging.getLogger("dspy." + __name__)
 
+FEEDBACK_MODES = ("critique", "raw")
+UPDATE_MODES = ("rewrite", "rules")
+ACCEPTANCE_MODES = ("improve", "tie")
+
 
 class TextGradOptimizer(Teleprompter):
     """The pipeline every method shares: LLM critiques (textual gradients) rewrite the program's
@@ -72,6 +76,10 @@ class TextGradOptimizer(Teleprompter):
         track_stats: bool = False,
         track_best_outputs: bool = False,
         use_mlflow: bool = False,
+        feedback: str = "critique",
+        update: str = "rewrite",
+        acceptance: str = "improve",
+        check_format: bool = True,
         **unknown: Any,
     ):
         super().__init__()
@@ -96,6 +104,10 @@ class TextGradOptimizer(Teleprompter):
             raise ValueError(f"max_full_evals must be > 0, got {max_full_evals}")
         if not failure_score < perfect_score:
             raise ValueError(f"failure_score ({failure_score}) must be below perfect_score ({perfect_score})")
+        for name, value, choices in (("feedback", feedback, FEEDBACK_MODES), ("update", update, UPDATE_MODES),
+                                     ("acceptance", acceptance, ACCEPTANCE_MODES)):
+            if value not in choices:
+                raise ValueError(f"{name} must be one of {choices}, got {value!r}")
         if components not in COMPONENT_KINDS:
             raise ValueError(f"components must be one of {COMPONENT_KINDS}, got {components!r}")
         if epochs is not None and epochs < 1:
@@ -120,6 +132,7 @@ class TextGradOptimizer(Teleprompter):
         self.auto, self.max_full_evals = auto, max_full_evals
         self.perfect_score, self.failure_score, self.skip_perfect_score = perfect_score, failure_score, skip_perfect_score
         self.track_stats, self.track_best_outputs, self.use_mlflow = track_stats, track_best_outputs, use_mlflow
+        self.feedback, self.update, self.acceptance, self.check_format = feedback, update, acceptance, check_format
 
     @property
     def reflection_lm(self) -> dspy.LM | None:
@@ -225,7 +238,9 @@ class TextGradOptimizer(Teleprompter):
                          self.max_retries, self.timeout, self.max_component_tokens, self.context_window,
                          self.critique_successes, self.seed, epochs=epochs, perfect_score=self.perfect_score,
                          failure_score=self.failure_score, skip_perfect_score=self.skip_perfect_score,
-                         metric_five_args=five, ledger=Ledger(seed, keep_outputs=self.track_best_outputs))
+                         metric_five_args=five, ledger=Ledger(seed, keep_outputs=self.track_best_outputs),
+                         feedback=self.feedback, update=self.update, acceptance=self.acceptance,
+                         check_format=self.check_format)
         self._check_windows(run)
         return run
 

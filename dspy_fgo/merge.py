@@ -21,6 +21,7 @@ from .candidate import Candidate
 from .divide import embed_texts, kmeans_labels, labels_to_partition
 from .executor import parallel_map
 from .rollout import mean_score
+from .rules import join_rules, split_rules, union_rules
 from .signatures import MergeComponents
 
 if TYPE_CHECKING:
@@ -41,6 +42,8 @@ class MergeNode:
     subset_id: int | None = None
     categories: list[str] = field(default_factory=list)
     note: str = ""  # why this node holds the candidate it holds (e.g. a member kept over a worse merge)
+    proposed: Candidate | None = None  # the merged candidate, also when a better member was kept instead
+    proposed_score: float | None = None  # its back-test score on the union
 
     @property
     def is_leaf(self) -> bool:
@@ -57,9 +60,11 @@ class MergeNode:
     @classmethod
     def from_dict(cls, data: dict[str, Any], by_id: dict[int, MergeNode]) -> MergeNode:
         """A node from :meth:`to_dict`, its children looked up in ``by_id`` (built bottom-up)."""
+        proposed = data.get("proposed")
         return cls(data["node_id"], Candidate(data["candidate"]), list(data["indices"]), data["score"],
                    [by_id[c] for c in data["children"]], data.get("subset_id"), list(data.get("categories", [])),
-                   data.get("note", ""))
+                   data.get("note", ""), Candidate(proposed) if proposed is not None else None,
+                   data.get("proposed_score"))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -71,6 +76,8 @@ class MergeNode:
             "score": self.score,
             "note": self.note,
             "candidate": self.candidate.to_dict(),
+            "proposed": self.proposed.to_dict() if self.proposed is not None else None,
+            "proposed_score": self.proposed_score,
         }
 
 
@@ -124,15 +131,17 @@ class LMMerger:
         done = checkpoint.load_merge(nodes) if checkpoint is not None else None
         if done is not None:
             return MergeNode(next(self._ids), done["candidate"], indices, done["score"], list(nodes), None,
-                             categories, done["note"])
+                             categories, done["note"], done.get("proposed"), done.get("proposed_score"))
         best = max(nodes, key=lambda n: n.score if n.score is not None else -1.0)
+        self._proposed: tuple[Candidate | None, float | None] = (None, None)
         try:
             candidate, score, note = self._merge_and_test(best, nodes, indices)
         except BudgetExhausted as exc:
             logger.info("Budget reached (%s): node keeps its best member instead of merging", exc.reason)
             return MergeNode(next(self._ids), best.candidate, indices, best.score, list(nodes), None, categories,
                              f"budget reached ({exc.reason}): kept member {best.node_id} unmerged")
-        node = MergeNode(next(self._ids), candidate, indices, score, list(nodes), None, categories, note)
+        node = MergeNode(next(self._ids), candidate, indices, score, list(nodes), None, categories, note,
+                         *self._proposed)
         logger.info("Merge node %d over %d members: %s", node.node_id, len(nodes), note)
         if checkpoint is not None:
             checkpoint.save_merge(nodes, node)
@@ -150,6 +159,7 @@ class LMMerger:
         if candidate == best.candidate:
             return best.candidate, member_score, f"merge changed nothing: member {best.node_id} ({member_score:.3f})"
         merged = mean_score(self.run.evaluate(candidate, indices, threads=self.threads, desc="back-test"))
+        self._proposed = (candidate, merged)
         if merged < member_score:
             return best.candidate, member_score, (f"merge scored {merged:.3f} < member {best.node_id}'s "
                                                   f"{member_score:.3f} on the union: kept the member")
@@ -167,12 +177,24 @@ class LMMerger:
         return (own * len(member.indices) + others * len(rest)) / total
 
     def merge_candidates(self, base: Candidate, nodes: Sequence[MergeNode]) -> Candidate:
-        """One merged text per component whose versions differ (components merge in parallel)."""
+        """One merged text per component whose versions differ (components merge in parallel); with
+        ``update="rules"`` the union of the members' rules, best-scoring member first (an LM merge only
+        when the union is over the length cap)."""
         differing = [name for name in base if len({n.candidate[name] for n in nodes}) > 1]
-        merged = parallel_map(lambda name: self.merge_component(name, nodes), differing, self.threads,
+        merge_one = self.union_component if self.run.update == "rules" else self.merge_component
+        merged = parallel_map(lambda name: merge_one(name, nodes), differing, self.threads,
                               desc="merge components")
         updates = {name: text for name, text in zip(differing, merged, strict=True) if text}
         return base.updated(updates) if updates else base
+
+    def union_component(self, name: str, nodes: Sequence[MergeNode]) -> str | None:
+        ranked = sorted(nodes, key=lambda n: -(n.score if n.score is not None else -1.0))
+        base = split_rules(ranked[0].candidate[name])[0]
+        text = join_rules(base, union_rules(split_rules(n.candidate[name])[1] for n in ranked))
+        if self.run.tokens(text, "merge") <= self.run.max_component_tokens:
+            return text
+        logger.info("Union of rules for %s is over max_component_tokens: merged by the LM", name)
+        return self.merge_component(name, nodes)
 
     def merge_component(self, name: str, nodes: Sequence[MergeNode]) -> str | None:
         from .feedback import accept_text

@@ -38,13 +38,29 @@ class Job:
 
 @dataclass(frozen=True)
 class StepRecord:
-    """One optimization step: the batch, the score of the candidate that was critiqued, what changed."""
+    """One optimization step: the batch, the score of the candidate that was critiqued, the critiques, what
+    was proposed (kept or not) and its score, what changed, and whether it became the subset's best."""
 
     epoch: int
     indices: tuple[int, ...]
     score_before: float
     changed: tuple[str, ...] = ()
     score_after: float | None = None
+    critiques: tuple[str | None, ...] = ()
+    proposed: dict[str, str] = field(default_factory=dict)
+    rejected: dict[str, str] = field(default_factory=dict)
+    accepted: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "indices": list(self.indices), "score_before": self.score_before,
+                "changed": list(self.changed), "score_after": self.score_after, "critiques": list(self.critiques),
+                "proposed": dict(self.proposed), "rejected": dict(self.rejected), "accepted": self.accepted}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> StepRecord:
+        return cls(d["epoch"], tuple(d["indices"]), d["score_before"], tuple(d["changed"]), d["score_after"],
+                   tuple(d.get("critiques", ())), dict(d.get("proposed", {})), dict(d.get("rejected", {})),
+                   bool(d.get("accepted", False)))
 
 
 @dataclass(frozen=True)
@@ -68,14 +84,13 @@ class SubsetResult:
             "seed_score": self.seed_score,
             "best_candidate": self.best_candidate.to_dict(),
             "seed_candidate": self.seed_candidate.to_dict(),
-            "history": [s.__dict__ | {"indices": list(s.indices), "changed": list(s.changed)} for s in self.steps],
+            "history": [s.to_dict() for s in self.steps],
             "stopped": self.stopped,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SubsetResult:
-        steps = [StepRecord(s["epoch"], tuple(s["indices"]), s["score_before"], tuple(s["changed"]), s["score_after"])
-                 for s in data["history"]]
+        steps = [StepRecord.from_dict(s) for s in data["history"]]
         best = Candidate(data["best_candidate"])
         return cls(data["subset_id"], list(data["indices"]), Candidate(data.get("seed_candidate", best)), best,
                    data["best_score"], steps, data.get("stopped"), data.get("seed_score"))
@@ -126,20 +141,23 @@ def optimize_on_batches(run: RunContext, job: Job) -> SubsetResult:
                 if not (job.keep_best and step + 1 < len(job.batches) and list(job.batches[step + 1]) == list(batch)):
                     trajs = None
                 continue
-            proposed = textual_gradient_step(run, current, trajs, job.overflow, job.threads)
+            proposal = textual_gradient_step(run, current, trajs, job.overflow, job.threads)
+            proposed = proposal.candidate
             changed = tuple(proposed.changed_components(current))
             if changed:
                 run.ledger.link(proposed, [current], f"subset {sid} step {step}")
-            after = None
+            after, accepted = None, False
             if job.keep_best and changed:
                 trajs = run.evaluate(proposed, batch, threads=job.threads, desc=f"subset {sid} step {step} eval")
                 after = mean_score(trajs)
-                if after > best_score:
+                accepted = after > best_score or (run.acceptance == "tie" and after == best_score)
+                if accepted:
                     best, best_score = proposed, after
             same_next = step + 1 < len(job.batches) and list(job.batches[step + 1]) == list(batch)
             if not (job.keep_best and same_next):
                 trajs = None  # the next step works on another batch (or on a changed candidate): run afresh
-            steps.append(StepRecord(job.epochs[step], tuple(batch), score, changed, after))
+            steps.append(StepRecord(job.epochs[step], tuple(batch), score, changed, after, proposal.critiques,
+                                    proposal.proposed, proposal.rejected, accepted))
             current = proposed
     except BudgetExhausted as exc:
         stopped = exc.reason

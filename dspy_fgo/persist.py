@@ -194,12 +194,16 @@ class Checkpoint:
             return None
         data = self._read(path)
         self.resumed["merges"] += 1
-        return {"candidate": Candidate(data["candidate"]), "score": data["score"], "note": data.get("note", "")}
+        proposed = data.get("proposed")
+        return {"candidate": Candidate(data["candidate"]), "score": data["score"], "note": data.get("note", ""),
+                "proposed": Candidate(proposed) if proposed is not None else None,
+                "proposed_score": data.get("proposed_score")}
 
     def save_merge(self, members: Sequence[MergeNode], node: MergeNode) -> None:
         write_json_atomic(self.root / "merges" / f"{self.merge_key(members)}.json",
                           {"candidate": node.candidate.to_dict(), "score": node.score, "indices": node.indices,
-                           "note": node.note})
+                           "note": node.note, "proposed": node.proposed.to_dict() if node.proposed else None,
+                           "proposed_score": node.proposed_score})
 
     # ----- valset scores -----------------------------------------------------------------------------
 

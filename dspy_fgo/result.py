@@ -11,7 +11,7 @@ from .candidate import Candidate
 from .merge import MergeNode
 from .optimize import SubsetResult
 
-FORMAT_VERSION = 2  # 2: candidates with per-example scores and lineage, best outputs, from_dict/load
+FORMAT_VERSION = 3  # 2: candidates, lineage, best outputs; 3: steps keep critiques and proposals, merges their text
 
 
 @dataclass
@@ -144,6 +144,13 @@ class FGOResult:
                          + (f" of {limit}" if (limit := self.accounting.get("limits", {}).get("max_metric_calls"))
                             else ""))
         return "\n".join(lines)
+
+    def report(self, chars: int = 300) -> str:
+        """The diagnosis view: per subset the critiques, proposals and their scores, per merge the inputs,
+        the merged text and the back-test (``dspy_fgo.report``)."""
+        from .report import diagnosis_report
+
+        return diagnosis_report(self, chars)
 
     def table(self) -> str:
         """GEPA-style table: one row per candidate with its lineage and mean scores (* marks the winner)."""

@@ -50,3 +50,19 @@ class MergeComponents(dspy.Signature):
     component_name: str = dspy.InputField()
     versions: str = dspy.InputField(desc="the versions, each with the examples it was optimized on and its score")
     merged_text: str = dspy.OutputField(desc="one merged text for the component")
+
+
+class ProposeRules(dspy.Signature):
+    """You improve one component (an instruction or a tool description) of an LLM program by adding rules
+    to it. Read its current text and rules, and the program's runs on training examples (with the
+    evaluator's critiques or the metric's feedback). Find what the failed runs have in common and write
+    1 to 3 new rules that would have made them correct: each one sentence, stating where to look, which
+    label or format marks the right value, or which look-alike to avoid, in terms that hold for other
+    inputs too. Never write an example's specific answer, never write code, do not repeat a rule the
+    component already has. Output one rule per line, each starting with "- "."""
+
+    component_name: str = dspy.InputField()
+    current_text: str = dspy.InputField(desc="the component's current text and rules")
+    other_components: str = dspy.InputField(desc="the rest of the program, for context")
+    feedback: str = dspy.InputField(desc="runs with critiques or metric feedback, failed runs first")
+    new_rules: str = dspy.OutputField(desc='1 to 3 new rules, one per line, each starting with "- "')

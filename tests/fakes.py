@@ -95,6 +95,11 @@ def rule_optimizer(request) -> dict:
         if "uppercase" in request.fields.get("feedback", "").lower() and RULE not in current:
             return {"new_text": f"{current} {RULE}".strip()}
         return {"new_text": current}
+    if "new_rules" in request.outputs:
+        current = request.fields.get("current_text", "")
+        if "uppercase" in request.fields.get("feedback", "").lower() and RULE not in current:
+            return {"new_rules": f"- {RULE}"}
+        return {"new_rules": ""}
     if "merged_text" in request.outputs:
         versions = request.fields.get("versions", "")
         body = [line for line in versions.splitlines() if line and not line.startswith("Version")]

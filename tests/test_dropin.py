@@ -13,6 +13,7 @@ from fakes import FakeLM, exact_metric, rule_optimizer, uppercase_task, word_exa
 
 from dspy_fgo import FGO, AllAtOnce, FGOResult
 from dspy_fgo.compat import metric_calls, plan
+from dspy_fgo.result import FORMAT_VERSION
 from dspy_fgo.rollout import MetricContractError
 
 
@@ -196,7 +197,7 @@ def test_detailed_results_lineage_scores_and_round_trip(lms, tmp_path):
     path = tmp_path / "run.json"
     r.to_json(path)
     back = FGOResult.load(path)
-    assert back.to_dict() == r.to_dict() and back.format_version == 2
+    assert back.to_dict() == r.to_dict() and back.format_version == FORMAT_VERSION
     assert back.merge_root.candidate == r.merge_root.candidate and back.subsets[0].steps == r.subsets[0].steps
     with pytest.raises(ValueError, match="newer"):
         FGOResult.from_dict({**r.to_dict(), "format_version": 99})

@@ -32,12 +32,16 @@ def load_task(name: str, train: int, val: int, test: int, seed: int = 0, **optio
     raise ValueError(f"Unknown task {name!r}; known: invoices, household, {', '.join(SHORT_TASKS)}")
 
 
-SHORT_TASKS = ("tickets", "prices", "tracking", "stock")  # short inputs: benchmarks/tasks/<name>.py
+SHORT_TASKS = ("tickets", "prices", "tracking", "appointments", "stock")  # short inputs: benchmarks/tasks/<name>.py
 
 
 def _short(name: str, train: int, val: int, test: int, seed: int, profile: str = "small", program: str = "predict",
-           metric: str | None = None) -> TaskSpec:
-    """A task module's ``TASK`` (a ``short.ShortTask``, or the stock agent's own spec); no profiles, no metrics."""
+           metric: str | None = None, feedback: str = "rule") -> TaskSpec:
+    """A task module's ``TASK`` (a ``short.ShortTask``, or the stock agent's own spec); no profiles, no metrics.
+    ``feedback="rule"``: the feedback metric cites the category's rule when wrong; ``"plain"``: expected
+    against got only, so the rules must be learned from the examples."""
+    if feedback not in ("rule", "plain"):
+        raise ValueError(f"feedback must be 'rule' or 'plain', got {feedback!r}")
     import importlib
 
     if profile != "small" or metric is not None:
@@ -48,7 +52,8 @@ def _short(name: str, train: int, val: int, test: int, seed: int, profile: str =
     learn = task.to_examples(task.load(train + val, seed=seed + 1)) if train + val else []
     return TaskSpec(train=learn[:train], val=learn[train:], test=test_set,
                     program_factory=lambda: task.make_program(program), metric=task.metric,
-                    feedback_metric=task.feedback_metric,
+                    feedback_metric=task.feedback_metric if feedback == "rule" else
+                    getattr(task, "plain_feedback_metric", task.feedback_metric),
                     hand_written_program=lambda: task.make_program(program, hand_written=True))
 
 

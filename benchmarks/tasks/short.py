@@ -85,12 +85,20 @@ class ShortTask:
     def feedback_metric(self, example: Any, prediction: Any, trace: Any = None, pred_name: str | None = None,
                         pred_trace: Any = None) -> dspy.Prediction:
         """metric plus feedback: expected against got and, when wrong, the rule that decides the label."""
+        return self._feedback(example, prediction, cite_rule=True)
+
+    def plain_feedback_metric(self, example: Any, prediction: Any, trace: Any = None, pred_name: str | None = None,
+                              pred_trace: Any = None) -> dspy.Prediction:
+        """metric plus feedback that says only expected against got: the rules are left to be learned."""
+        return self._feedback(example, prediction, cite_rule=False)
+
+    def _feedback(self, example: Any, prediction: Any, cite_rule: bool) -> dspy.Prediction:
         score = self.metric(example, prediction)
         expected, predicted = _field(example, self.output_field), _field(prediction, self.output_field)
         got = f"no {self.output_field}" if predicted is None else f'"{predicted}"'
         if score:
             return dspy.Prediction(score=score, feedback=f'Correct: expected "{expected}" and got {got}.')
-        rule = self.rules.get(_field(example, "category"), "")
+        rule = self.rules.get(_field(example, "category"), "") if cite_rule else ""
         return dspy.Prediction(score=score, feedback=f'Wrong: expected "{expected}" but got {got}. {rule}'.strip())
 
 

@@ -1,0 +1,96 @@
+"""Itemized rules: a component's text as its base text plus a list of learned rules, and the checks that
+keep proposals instructions (not code, JSON or a restated answer).
+
+With ``update="rules"`` a step adds rules to a component instead of rewriting it, and a merge is the
+union of its members' rules with duplicates dropped (no LM call unless the union is over the length
+cap): the incremental updates ACE (Agentic Context Engineering, 2025) uses against the "context
+collapse" of monolithic rewrites by a small LM. The text stays one plain instruction DSPy can use::
+
+    Extract the tracking number from the shipping notification.
+
+    Rules learned from examples:
+    - DHL puts the tracking number after "Waybill:".
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Iterable, Sequence
+
+RULES_HEADER = "Rules learned from examples:"
+MAX_RULE_WORDS = 60
+DUPLICATE_RATIO = 0.85  # difflib similarity above which two rules are the same rule
+
+_CODE = re.compile(r"```|^\s*(def |class |import |from \S+ import |return |print\()|\bself\.\w+\s*=|^\s*\w+\s*=\s*\S",
+                   re.MULTILINE)
+_BULLET = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s+(.*\S)\s*$")
+
+
+def split_rules(text: str) -> tuple[str, list[str]]:
+    """(base text, rules) of a component text; a text without the rules header has no rules."""
+    base, header, rest = text.partition(RULES_HEADER)
+    if not header:
+        return text.strip(), []
+    return base.strip(), [m.group(1) for line in rest.splitlines() if (m := _BULLET.match(line))]
+
+
+def join_rules(base: str, rules: Sequence[str]) -> str:
+    """The component text of ``base`` plus ``rules`` (just ``base`` when there are none)."""
+    if not rules:
+        return base.strip()
+    return f"{base.strip()}\n\n{RULES_HEADER}\n" + "\n".join(f"- {r}" for r in rules)
+
+
+def parse_rule_list(reply: str) -> list[str]:
+    """The rules of an LM reply: its bulleted or numbered lines (or, with none, its non-empty lines)."""
+    lines = [line for line in (reply or "").splitlines() if line.strip()]
+    bullets = [m.group(1) for line in lines if (m := _BULLET.match(line))]
+    return [r.strip() for r in (bullets or [line.strip() for line in lines])]
+
+
+def is_duplicate(rule: str, others: Iterable[str]) -> bool:
+    key = _normal(rule)
+    return any(difflib.SequenceMatcher(None, key, _normal(o)).ratio() >= DUPLICATE_RATIO for o in others)
+
+
+def union_rules(rule_lists: Iterable[Sequence[str]]) -> list[str]:
+    """All rules in order of first appearance, near-duplicates dropped."""
+    out: list[str] = []
+    for rules in rule_lists:
+        for rule in rules:
+            if not is_duplicate(rule, out):
+                out.append(rule)
+    return out
+
+
+def instruction_problem(text: str, answers: Iterable[str] = (), max_words: int | None = None) -> str | None:
+    """Why ``text`` is not a usable instruction (code, JSON, a restated answer, too short or too long), or None.
+
+    ``answers`` are the expected answers of the examples the proposal was made from: an instruction that
+    quotes an example-specific one (an id, a number: four characters or more with a digit) verbatim teaches
+    the task LM to copy it (a small model does) instead of a rule. Class labels ("BILLING") may be named.
+    """
+    stripped = text.strip()
+    if _CODE.search(stripped):
+        return "looks like code, not an instruction"
+    if stripped[:1] in "{[":
+        try:
+            json.loads(stripped)
+            return "is JSON, not an instruction"
+        except ValueError:
+            pass
+    words = len(stripped.split())
+    if words < 3:
+        return f"too short to be an instruction ({words} words)"
+    if max_words is not None and words > max_words:
+        return f"too long for one rule ({words} words > {max_words})"
+    quoted = next((a for a in answers if len(a) >= 4 and any(c.isdigit() for c in a) and a in stripped), None)
+    if quoted is not None:
+        return f"quotes an expected answer verbatim ({quoted!r})"
+    return None
+
+
+def _normal(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", " ", text.lower()).strip()

@@ -1,0 +1,167 @@
+"""Issue 16's mechanisms: itemized rules and their union merge, tie acceptance, the raw-feedback (no
+critic) mode, the format check, and the diagnosis record and report."""
+
+import dspy
+import pytest
+from fakes import RULE, FakeLM, exact_metric, rule_optimizer, uppercase_task, word_examples
+
+from dspy_fgo import FGO, FGOResult
+from dspy_fgo.report import diagnosis_report
+from dspy_fgo.rules import (RULES_HEADER, instruction_problem, join_rules, parse_rule_list, split_rules,
+                            union_rules)
+
+
+@pytest.fixture
+def task_lm():
+    task = FakeLM(uppercase_task, model="fake/task")
+    with dspy.context(lm=task):
+        yield task
+
+
+def fgo(opt, **kw):
+    kw = {"metric": exact_metric, "optimizer_lm": opt, "num_subsets": 4, "epochs": 1, "num_threads": 2, **kw}
+    return FGO(**kw)
+
+
+def program():
+    return dspy.Predict("question -> answer")
+
+
+# ----- rules.py ------------------------------------------------------------------------------------
+
+
+def test_rules_round_trip_through_the_component_text():
+    text = join_rules("Answer the question.", ["Use capitals.", "Be brief."])
+    assert RULES_HEADER in text and split_rules(text) == ("Answer the question.", ["Use capitals.", "Be brief."])
+    assert join_rules("Answer.", []) == "Answer." and split_rules("Answer.") == ("Answer.", [])
+
+
+def test_rule_lists_are_parsed_from_bullets_or_numbers_and_near_duplicates_dropped():
+    assert parse_rule_list("Here:\n- one rule here\n* two rule\n3. three rule") == ["one rule here", "two rule",
+                                                                                     "three rule"]
+    assert parse_rule_list("a plain line\nanother") == ["a plain line", "another"]
+    rules = union_rules([["DHL puts it after Waybill."], ["DHL puts it after Waybill", "FedEx: Airbill."]])
+    assert rules == ["DHL puts it after Waybill.", "FedEx: Airbill."]
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("self.tracking_number = order_number", "code"),
+    ("```python\nprint(x)\n```", "code"),
+    ('{"answer": "x"}', "JSON"),
+    ("Alphanumeric.", "too short"),
+    ("Return 1Z999AA10123456784 as the answer.", "quotes an expected answer"),
+])
+def test_the_format_check_rejects_what_is_not_an_instruction(text, problem):
+    assert problem in instruction_problem(text, answers=["1Z999AA10123456784"])
+
+
+def test_the_format_check_lets_instructions_and_class_labels_through():
+    assert instruction_problem("Route refunds over $500 to the BILLING queue.", answers=["BILLING"]) is None
+    assert instruction_problem("Copy the number after 'Waybill:' exactly (10 digits).", answers=["1234567890"]) is None
+    assert "too long" in instruction_problem("word " * 70, max_words=60)
+
+
+# ----- the pipeline with update="rules" -------------------------------------------------------------
+
+
+def test_rules_mode_adds_rules_and_merges_them_without_a_merge_lm_call(task_lm):
+    opt = FakeLM(rule_optimizer, model="fake/opt")
+    optimized = fgo(opt, update="rules").compile(program(), trainset=word_examples(12), valset=word_examples(4))
+    result = optimized.fgo_result
+    base, rules = split_rules(result.final_candidate["self"])
+    assert result.final_choice == "optimized" and rules == [RULE] and base == result.seed_candidate["self"]
+    assert not [r for r in opt.requests if "merged_text" in r.outputs]  # the union needed no LM
+    assert not [r for r in opt.requests if "new_text" in r.outputs]
+
+
+def neutral_rule_optimizer(request):
+    """Proposes a rule that changes no answer of the uppercase task."""
+    if "new_rules" in request.outputs:
+        return {"new_rules": "- Read the whole question before answering."}
+    return rule_optimizer(request)
+
+
+@pytest.mark.parametrize("acceptance, kept", [("improve", False), ("tie", True)])
+def test_tie_acceptance_keeps_a_proposal_that_scores_as_high(task_lm, acceptance, kept):
+    opt = FakeLM(neutral_rule_optimizer)
+    result = fgo(opt, update="rules", acceptance=acceptance, num_subsets=1).compile(
+        program(), trainset=word_examples(3)).fgo_result
+    subset = result.subsets[0]
+    step = subset.steps[0]
+    assert step.score_before == step.score_after == 0.0 and step.accepted is kept
+    assert (subset.best_candidate != subset.seed_candidate) is kept
+
+
+def test_raw_feedback_skips_the_critic_and_shows_the_proposer_the_runs(task_lm):
+    opt = FakeLM(rule_optimizer)
+
+    def with_feedback(example, prediction, trace=None):
+        return dspy.Prediction(score=exact_metric(example, prediction), feedback="expected uppercase")
+
+    result = fgo(opt, metric=with_feedback, feedback="raw", num_subsets=1).compile(
+        program(), trainset=word_examples(3)).fgo_result
+    assert not [r for r in opt.requests if "critique" in r.outputs]
+    proposals = [r for r in opt.requests if "new_text" in r.outputs]
+    assert proposals and all("Expected:" in r.fields["feedback"] and "Metric feedback: expected uppercase"
+                             in r.fields["feedback"] for r in proposals)
+    assert result.subsets[0].steps[0].critiques == (None, None, None)
+    assert RULE in result.final_candidate["self"]
+
+
+def code_optimizer(request):
+    if "new_text" in request.outputs:
+        return {"new_text": "self.answer = question.upper()"}
+    return rule_optimizer(request)
+
+
+@pytest.mark.parametrize("check, changed", [(True, False), (False, True)])
+def test_the_format_check_rejects_a_code_proposal_and_records_why(task_lm, check, changed):
+    result = fgo(FakeLM(code_optimizer), check_format=check, num_subsets=1).compile(
+        program(), trainset=word_examples(3)).fgo_result
+    step = result.subsets[0].steps[0]
+    assert step.proposed == {"self": "self.answer = question.upper()"}
+    assert bool(step.changed) is changed
+    assert ("code" in step.rejected.get("self", "")) is check
+
+
+def test_bad_mode_names_are_clear_errors():
+    for kw in ({"feedback": "none"}, {"update": "append"}, {"acceptance": "always"}):
+        with pytest.raises(ValueError, match=next(iter(kw))):
+            FGO(metric=exact_metric, **kw)
+
+
+# ----- the record and the diagnosis view ------------------------------------------------------------
+
+
+def per_category_optimizer(request):
+    """Each subset learns the rule in its own words (so merges have texts to merge); the merge LM writes a
+    text that loses the rule (a worse merge, which the back-test must reject)."""
+    import re
+
+    if "new_text" in request.outputs:
+        category = re.search(r"category: (c\d)", request.fields.get("feedback", ""))
+        return {"new_text": f"{RULE} Learned on {category.group(1) if category else 'c?'}."}
+    if "merged_text" in request.outputs:
+        return {"merged_text": "Answer in lowercase."}
+    return rule_optimizer(request)
+
+
+def test_the_record_keeps_critiques_proposals_and_a_rejected_merge_and_the_report_shows_them(task_lm, tmp_path):
+    result = fgo(FakeLM(per_category_optimizer), partition="category", num_subsets=None).compile(
+        program(), trainset=word_examples(9), valset=word_examples(3)).fgo_result
+    step = result.subsets[0].steps[0]
+    assert step.critiques and all("uppercase" in c for c in step.critiques)
+    assert RULE in step.proposed["self"] and step.accepted
+    root = result.merge_root
+    assert root.children and root.proposed["self"] == "Answer in lowercase." and root.proposed_score == 0.0
+    assert root.candidate != root.proposed and "kept the member" in root.note
+    path = tmp_path / "run.json"
+    result.to_json(path)
+    back = FGOResult.load(path)
+    assert back.subsets[0].steps[0].critiques == step.critiques
+    assert back.merge_root.proposed == root.proposed
+    report = diagnosis_report(back)
+    assert "critique: The expected answer is in capitals" in report
+    assert "proposed [self]: Always answer in UPPERCASE. Learned on c" in report and "[kept]" in report
+    assert "merged [self] (0.00): Answer in lowercase." in report
+    assert report.startswith("fgo: chose optimized")
