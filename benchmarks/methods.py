@@ -50,9 +50,30 @@ def _batch_size(ctx: MethodContext) -> int:
     return ctx.batch_size or max(1, len(ctx.trainset) // 4)
 
 
-def run_fgo(ctx: MethodContext) -> dspy.Module:
-    return FGO(partition=ctx.partition, num_subsets=ctx.num_subsets, **_textgrad_kwargs(ctx)).compile(
+def run_fgo(ctx: MethodContext, **options: Any) -> dspy.Module:
+    return FGO(partition=ctx.partition, num_subsets=ctx.num_subsets, **_textgrad_kwargs(ctx), **options).compile(
         ctx.program, trainset=ctx.trainset, valset=ctx.valset)
+
+
+# FGO's mechanisms for the ablation (issue 16): "fgo+rules+tie+raw" is FGO with these options set.
+FGO_SWITCHES: dict[str, dict[str, Any]] = {
+    "rewrite": {"update": "rewrite"}, "rules": {"update": "rules"},
+    "strict": {"acceptance": "improve"}, "tie": {"acceptance": "tie"},
+    "critic": {"feedback": "critique"}, "raw": {"feedback": "raw"},
+    "check": {"check_format": True}, "nocheck": {"check_format": False},
+}
+
+
+def fgo_variant(name: str) -> Callable[[MethodContext], dspy.Module] | None:
+    """The factory of an FGO variant named ``fgo+<switch>+...`` (``FGO_SWITCHES``), or None."""
+    head, *switches = name.split("+")
+    if head != "fgo" or not switches:
+        return None
+    unknown = [s for s in switches if s not in FGO_SWITCHES]
+    if unknown:
+        raise ValueError(f"unknown FGO switches {unknown} in {name!r}; known: {sorted(FGO_SWITCHES)}")
+    options = {k: v for s in switches for k, v in FGO_SWITCHES[s].items()}
+    return lambda ctx: run_fgo(ctx, **options)
 
 
 def run_all_at_once(ctx: MethodContext) -> dspy.Module:

@@ -29,7 +29,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import dspy  # noqa: E402
 
-from benchmarks.methods import METHODS, MethodContext  # noqa: E402
+from benchmarks.methods import METHODS, MethodContext, fgo_variant  # noqa: E402
 from benchmarks.report import print_table  # noqa: E402
 from benchmarks.scoring import score_program, summarize_scores  # noqa: E402
 from benchmarks.stats import write_report  # noqa: E402
@@ -94,11 +94,16 @@ def versions() -> dict[str, str]:
     return out
 
 
+def method_factory(name: str):
+    """A method of ``METHODS`` or an FGO variant (``fgo+rules+tie``), or None."""
+    return METHODS.get(name) or fgo_variant(name)
+
+
 def run_method(name: str, ctx: MethodContext, test, metric, out_dir: Path) -> dict[str, Any]:
     tracker = UsageByModel(ctx.task_lm.model)
     started = time.perf_counter()
     with dspy.context(lm=ctx.task_lm, usage_tracker=tracker):
-        program = METHODS[name](ctx)
+        program = method_factory(name)(ctx)
     seconds = time.perf_counter() - started
     scores, predictions = score_program(program, test, metric, ctx.task_lm, num_threads=ctx.num_threads)
     run: dict[str, Any] = {
@@ -154,7 +159,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> dict[str, Any]:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    unknown = [m for m in args.methods.split(",") if m not in METHODS]
+    unknown = [m for m in args.methods.split(",") if m not in METHODS and method_factory(m) is None]
     if unknown:
         sys.exit(f"Unknown methods {unknown}; known: {sorted(METHODS)}")
     options = {"metric": args.metric} if args.metric else {}
