@@ -1,4 +1,5 @@
-"""Divide: split a trainset into disjoint subsets that cover it (random, by an example field, clustered)."""
+"""Divide: split a trainset into disjoint subsets that cover it (random, by an example field, clustered, or
+by failure pattern: ``failures.py``)."""
 
 from __future__ import annotations
 
@@ -39,10 +40,14 @@ def divide(
         parts = random_partition(n, k, seed)
     elif strategy == "cluster":
         parts = cluster_partition(example_texts(examples), k, seed, embedder)
+    elif strategy == "failures":
+        raise ValueError("partition='failures' runs the seed program and critiques its failures: it is FGO's "
+                         "(FGO(partition='failures').compile), not divide()'s")
     elif isinstance(strategy, str):
         parts = field_partition(examples, strategy, k, seed)
     else:
-        raise ValueError(f"partition must be 'random', 'cluster', a field name or a callable, got {strategy!r}")
+        raise ValueError(f"partition must be 'random', 'cluster', 'failures', a field name or a callable, got "
+                         f"{strategy!r}")
     check_partition(parts, n)
     return parts
 
@@ -172,7 +177,8 @@ def check_partition(parts: Partition, n: int) -> None:
 
 
 class DivideSchedule:
-    """FGO's data schedule: one job per subset of the partition, each the same batch for ``epochs`` steps."""
+    """FGO's data schedule: one job per subset of the partition, each the same batch for ``epochs`` steps.
+    With ``partition="failures"`` each job also carries the seed's runs on its subset (its first step's)."""
 
     def __init__(self, partition: str | Callable = "random", num_subsets: int | None = None,
                  subset_size: int | None = None, embedder: Callable | None = None):
@@ -182,9 +188,16 @@ class DivideSchedule:
         from .feedback import OverflowPolicy
         from .optimize import Job
 
-        parts = divide(run.trainset, self.partition, self.num_subsets, self.subset_size, run.random_seed,
-                       self.embedder)
+        runs: list = []
+        if self.partition == "failures":
+            from .failures import failure_partition
+
+            k = resolve_num_subsets(len(run.trainset), self.num_subsets, self.subset_size)
+            parts, runs = failure_partition(run, k, threads, self.embedder)
+        else:
+            parts = divide(run.trainset, self.partition, self.num_subsets, self.subset_size, run.random_seed,
+                           self.embedder)
         logger.info("FGO: %d subsets of sizes %s", len(parts), [len(p) for p in parts])
         inner = -(-threads // max(1, min(threads, len(parts))))  # ceil: no idle slots when subsets < threads
-        return [Job(i, tuple(p), (tuple(p),) * epochs, tuple(range(epochs)), True, OverflowPolicy("summarize"), inner)
-                for i, p in enumerate(parts)]
+        return [Job(i, tuple(p), (tuple(p),) * epochs, tuple(range(epochs)), True, OverflowPolicy("summarize"), inner,
+                    tuple(runs[j] for j in p) if runs else ()) for i, p in enumerate(parts)]

@@ -311,8 +311,10 @@ def _leaf(run: RunContext, subset: SubsetResult) -> MergeNode:
 class FGO(TextGradOptimizer):
     """Fine-Grained Optimization (Liu et al., "Divide, Optimize, Merge").
 
-    Divide the trainset into subsets (``partition``: ``"random"``, ``"cluster"``, an example field such as
-    ``"category"``, or a callable), optimize each subset in parallel for ``epochs`` critique-and-rewrite
+    Divide the trainset into subsets (``partition``: ``"random"``, ``"cluster"``, ``"failures"``, an example
+    field such as ``"category"``, or a callable; ``"failures"`` runs the seed program on the trainset, clusters
+    the critiques of its failures into one subset per failure mode and deals the successes over them, see
+    ``failures.py``), optimize each subset in parallel for ``epochs`` critique-and-rewrite
     steps (keeping the best candidate seen on the subset, where the paper keeps the last), then merge
     the subset candidates progressively: groups larger than ``merge_threshold`` are split into
     floor(sqrt(n)) KMeans clusters and merged recursively (``merge_clustering="none"`` merges all in one

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from .budget import BudgetExhausted
 from .candidate import Candidate
 from .feedback import OverflowPolicy, textual_gradient_step
-from .rollout import mean_score
+from .rollout import Trajectory, mean_score
 
 if TYPE_CHECKING:
     from .context import RunContext
@@ -34,6 +34,7 @@ class Job:
     keep_best: bool = True
     overflow: OverflowPolicy = OverflowPolicy()
     threads: int = 1
+    first: tuple[Trajectory, ...] = ()  # the current candidate's runs on the first batch, when already run
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,7 @@ def optimize_on_batches(run: RunContext, job: Job) -> SubsetResult:
     (meaningful when every batch is the same, as in FGO); otherwise the last candidate is the result."""
     seed = current = run.seed
     best, best_score, seed_score, steps, stopped = seed, None, None, [], None
-    trajs = None
+    trajs = list(job.first) or None
     sid = job.job_id
     try:
         for step, batch in enumerate(job.batches):

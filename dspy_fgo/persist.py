@@ -124,7 +124,7 @@ def examples_digest(examples: Sequence[dspy.Example]) -> list:
 
 class Checkpoint:
     """The ``log_dir`` of one run: ``run.json`` (fingerprint), ``subsets/``, ``merges/``, ``valset/``,
-    ``budget.json`` (what was spent)."""
+    ``budget.json`` (what was spent), ``partition.json`` (``partition="failures"``, kept on resume)."""
 
     def __init__(self, log_dir: str | Path, run_fingerprint: str):
         self.root = Path(log_dir)
