@@ -7,8 +7,14 @@ from fakes import RULE, FakeLM, exact_metric, rule_optimizer, uppercase_task, wo
 
 from dspy_fgo import FGO, FGOResult
 from dspy_fgo.report import diagnosis_report
-from dspy_fgo.rules import (RULES_HEADER, instruction_problem, join_rules, parse_rule_list, split_rules,
-                            union_rules)
+from dspy_fgo.rules import (
+    RULES_HEADER,
+    instruction_problem,
+    join_rules,
+    parse_rule_list,
+    split_rules,
+    union_rules,
+)
 
 
 @pytest.fixture
