@@ -7,11 +7,12 @@ L merge levels: 0 for one subset, 1 when the subsets fit one merge, more for a d
     metric calls = N * (E + 1) + 2 * N * L + 2 * V
 
 Each subset runs the seed on its examples once and each step's proposal once (N * (E + 1) over all
-subsets); each merge level back-tests a merge and its best member on the union (at most 2 * N); the final
-choice runs the seed and the winner on the valset (2 * V). With ``partition="failures"`` the seed runs on
-the whole trainset once, in the divide stage, and the subsets' first steps reuse those runs: the same N, so
-the same formula (the critiques of the seed's failures are LM calls, not metric calls; the first steps send
-the same prompts, which DSPy's cache answers for free). ``auto`` picks E (light 1, medium 2, heavy 4)
+subsets); each merge level back-tests a merge and its best member on the union (at most 2 * N, less
+with ``backtest="race"`` when a merge is clearly worse); the final choice runs the seed and the winner on
+the valset (2 * V). With ``partition="failures"`` the seed runs on the whole trainset once, in the divide
+stage, and the subsets' first steps reuse those runs: the same N, so the same formula (the critiques of
+the seed's failures are LM calls, not metric calls; the first steps send the same prompts, which DSPy's
+cache answers for free). ``auto`` picks E (light 1, medium 2, heavy 4)
 and sets the budget to the formula; ``max_full_evals=k`` is GEPA's ``k * (N + V)``; with
 ``max_metric_calls`` (or ``max_full_evals``) and no ``epochs``, FGO takes the largest E that fits
 (at least 1). The guard holds the budget in every case (a run overshoots by at most the runs in flight).

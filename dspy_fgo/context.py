@@ -115,6 +115,7 @@ class RunContext:
     update: str = "rewrite"  # "rewrite": a step rewrites a component; "rules": it adds itemized rules
     acceptance: str = "improve"  # a proposal is kept when it scores higher ("improve") or as high ("tie")
     check_format: bool = True  # reject proposals that are code, JSON or a restated answer
+    backtest: str = "full"  # a merge's back-test: the whole union ("full") or raced on growing slices ("race")
 
     @classmethod
     def create(cls, student: dspy.Module, trainset: Sequence[dspy.Example], metric: Callable, *,

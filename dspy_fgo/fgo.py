@@ -16,6 +16,7 @@ from typing import Any
 import dspy
 from dspy.teleprompt import Teleprompter
 
+from .backtest import BACKTEST_MODES
 from .budget import Budget
 from .candidate import COMPONENT_KINDS, Candidate
 from .compat import AUTO_EPOCHS, merge_levels, plan, reject_unknown, split_known_knobs
@@ -80,6 +81,7 @@ class TextGradOptimizer(Teleprompter):
         update: str = "rewrite",
         acceptance: str = "improve",
         check_format: bool = True,
+        backtest: str = "full",
         **unknown: Any,
     ):
         super().__init__()
@@ -105,7 +107,7 @@ class TextGradOptimizer(Teleprompter):
         if not failure_score < perfect_score:
             raise ValueError(f"failure_score ({failure_score}) must be below perfect_score ({perfect_score})")
         for name, value, choices in (("feedback", feedback, FEEDBACK_MODES), ("update", update, UPDATE_MODES),
-                                     ("acceptance", acceptance, ACCEPTANCE_MODES)):
+                                     ("acceptance", acceptance, ACCEPTANCE_MODES), ("backtest", backtest, BACKTEST_MODES)):
             if value not in choices:
                 raise ValueError(f"{name} must be one of {choices}, got {value!r}")
         if components not in COMPONENT_KINDS:
@@ -133,6 +135,7 @@ class TextGradOptimizer(Teleprompter):
         self.perfect_score, self.failure_score, self.skip_perfect_score = perfect_score, failure_score, skip_perfect_score
         self.track_stats, self.track_best_outputs, self.use_mlflow = track_stats, track_best_outputs, use_mlflow
         self.feedback, self.update, self.acceptance, self.check_format = feedback, update, acceptance, check_format
+        self.backtest = backtest
 
     @property
     def reflection_lm(self) -> dspy.LM | None:
@@ -240,7 +243,7 @@ class TextGradOptimizer(Teleprompter):
                          failure_score=self.failure_score, skip_perfect_score=self.skip_perfect_score,
                          metric_five_args=five, ledger=Ledger(seed, keep_outputs=self.track_best_outputs),
                          feedback=self.feedback, update=self.update, acceptance=self.acceptance,
-                         check_format=self.check_format)
+                         check_format=self.check_format, backtest=self.backtest)
         self._check_windows(run)
         return run
 
@@ -299,6 +302,8 @@ class TextGradOptimizer(Teleprompter):
         """What decides the run's results (not threads, budgets, timeouts, retries or where it logs)."""
         ignore = {"log_dir", "num_threads", "budgets", "timeout", "max_retries", "executor", "auto", "max_full_evals",
                   "track_stats", "track_best_outputs", "use_mlflow"}
+        if self.backtest == "full":  # the default leaves the fingerprints of older log_dirs as they were
+            ignore.add("backtest")
         return {k: v for k, v in self.config().items() if k not in ignore}
 
 
@@ -319,7 +324,8 @@ class FGO(TextGradOptimizer):
     the subset candidates progressively: groups larger than ``merge_threshold`` are split into
     floor(sqrt(n)) KMeans clusters and merged recursively (``merge_clustering="none"`` merges all in one
     step), each merge back-tested on the union of its members' examples and passed up only when it is
-    not worse there than its best member. The result is never worse than the program that came in, on
+    not worse there than its best member (``backtest="race"`` stops that back-test early on a merge that
+    is clearly worse). The result is never worse than the program that came in, on
     the valset (or without one, on the trainset).
 
     Example::

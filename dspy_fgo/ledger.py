@@ -36,6 +36,12 @@ class Ledger(Shippable):
         with self._lock:
             return self._ids.get(candidate)
 
+    def scores(self, candidate: Candidate, split: str = "train") -> dict[int, float]:
+        """``candidate``'s recorded score per example index (empty for a candidate never run)."""
+        with self._lock:
+            cid = self._ids.get(candidate)
+            return dict(self.entries[cid]["scores"][split]) if cid is not None else {}
+
     def link(self, candidate: Candidate, parents: Sequence[Candidate], origin: str) -> None:
         """``candidate`` came from ``parents`` (a proposal: one parent; a merge: its members)."""
         with self._lock:

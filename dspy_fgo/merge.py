@@ -5,6 +5,7 @@ candidate embeddings (TF-IDF of their texts) and each cluster is merged recursiv
 candidates then form the next, smaller group. A small group is merged with one LM call per differing
 component, and every merged candidate is back-tested on the union of its members' examples. A merge
 that scores below its best member on the union is not passed up: the member is (``note`` says so).
+``backtest="race"`` stops a back-test early on a merge that is clearly worse (``backtest.py``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .backtest import race
 from .budget import BudgetExhausted, cut_to_tokens
 from .candidate import Candidate
 from .divide import embed_texts, kmeans_labels, labels_to_partition
@@ -44,6 +46,7 @@ class MergeNode:
     note: str = ""  # why this node holds the candidate it holds (e.g. a member kept over a worse merge)
     proposed: Candidate | None = None  # the merged candidate, also when a better member was kept instead
     proposed_score: float | None = None  # its back-test score on the union
+    estimated: bool = False  # a race stopped early: score and proposed_score are means on a slice of the union
 
     @property
     def is_leaf(self) -> bool:
@@ -64,7 +67,7 @@ class MergeNode:
         return cls(data["node_id"], Candidate(data["candidate"]), list(data["indices"]), data["score"],
                    [by_id[c] for c in data["children"]], data.get("subset_id"), list(data.get("categories", [])),
                    data.get("note", ""), Candidate(proposed) if proposed is not None else None,
-                   data.get("proposed_score"))
+                   data.get("proposed_score"), bool(data.get("estimated", False)))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -78,6 +81,7 @@ class MergeNode:
             "candidate": self.candidate.to_dict(),
             "proposed": self.proposed.to_dict() if self.proposed is not None else None,
             "proposed_score": self.proposed_score,
+            "estimated": self.estimated,
         }
 
 
@@ -131,39 +135,50 @@ class LMMerger:
         done = checkpoint.load_merge(nodes) if checkpoint is not None else None
         if done is not None:
             return MergeNode(next(self._ids), done["candidate"], indices, done["score"], list(nodes), None,
-                             categories, done["note"], done.get("proposed"), done.get("proposed_score"))
+                             categories, done["note"], done.get("proposed"), done.get("proposed_score"),
+                             done.get("estimated", False))
         best = max(nodes, key=lambda n: n.score if n.score is not None else -1.0)
-        self._proposed: tuple[Candidate | None, float | None] = (None, None)
         try:
-            candidate, score, note = self._merge_and_test(best, nodes, indices)
+            tested = self._merge_and_test(best, nodes, indices)
         except BudgetExhausted as exc:
             logger.info("Budget reached (%s): node keeps its best member instead of merging", exc.reason)
             return MergeNode(next(self._ids), best.candidate, indices, best.score, list(nodes), None, categories,
                              f"budget reached ({exc.reason}): kept member {best.node_id} unmerged")
-        node = MergeNode(next(self._ids), candidate, indices, score, list(nodes), None, categories, note,
-                         *self._proposed)
-        logger.info("Merge node %d over %d members: %s", node.node_id, len(nodes), note)
+        node = MergeNode(next(self._ids), indices=indices, children=list(nodes), categories=categories, **tested)
+        logger.info("Merge node %d over %d members: %s", node.node_id, len(nodes), node.note)
         if checkpoint is not None:
             checkpoint.save_merge(nodes, node)
             checkpoint.save_spent(self.run.budget.to_dict())
         return node
 
-    def _merge_and_test(self, best: MergeNode, nodes: Sequence[MergeNode], indices: list[int]):
-        """The merged candidate and its union score, or the best member's when the merge is worse."""
+    def _merge_and_test(self, best: MergeNode, nodes: Sequence[MergeNode], indices: list[int]) -> dict[str, Any]:
+        """The node's fields: the merged candidate and its union score, or the best member's when the merge
+        is worse (``proposed`` is the merge either way). Returned, not kept on ``self``: merges run on threads."""
         candidate = self.merge_candidates(best.candidate, nodes)
         if candidate not in {n.candidate for n in nodes}:
             self.run.ledger.link(candidate, [n.candidate for n in nodes],
                                  "merge of nodes " + ",".join(str(n.node_id) for n in nodes))
+        if self.run.backtest == "race" and candidate != best.candidate:
+            raced = race(self.run, candidate, best, indices, self.threads)
+            kept = {"candidate": candidate, "score": raced.merged_score} if raced.accepted else \
+                {"candidate": best.candidate, "score": raced.member_score}
+            return {**kept, "note": raced.note(best.node_id), "proposed": candidate,
+                    "proposed_score": raced.merged_score, "estimated": raced.stopped}
         rest = [i for i in indices if i not in set(best.indices)]
         member_score = self._union_score(best, rest, len(indices))
+        runs = len(rest) + (len(best.indices) if best.score is None else 0)
         if candidate == best.candidate:
-            return best.candidate, member_score, f"merge changed nothing: member {best.node_id} ({member_score:.3f})"
+            return {"candidate": best.candidate, "score": member_score,
+                    "note": f"merge changed nothing: member {best.node_id} ({member_score:.3f})"}
         merged = mean_score(self.run.evaluate(candidate, indices, threads=self.threads, desc="back-test"))
-        self._proposed = (candidate, merged)
+        runs += len(indices)
+        tested = {"proposed": candidate, "proposed_score": merged}
         if merged < member_score:
-            return best.candidate, member_score, (f"merge scored {merged:.3f} < member {best.node_id}'s "
-                                                  f"{member_score:.3f} on the union: kept the member")
-        return candidate, merged, f"merged: {merged:.3f} >= best member's {member_score:.3f} on the union"
+            return {**tested, "candidate": best.candidate, "score": member_score,
+                    "note": f"merge scored {merged:.3f} < member {best.node_id}'s {member_score:.3f} on the union: "
+                            f"kept the member ({runs} back-test runs)"}
+        return {**tested, "candidate": candidate, "score": merged,
+                "note": f"merged: {merged:.3f} >= best member's {member_score:.3f} on the union ({runs} back-test runs)"}
 
     def _union_score(self, member: MergeNode, rest: list[int], total: int) -> float:
         """``member``'s score on the union: its own score on its examples, a back-test on the others'."""

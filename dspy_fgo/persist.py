@@ -197,13 +197,13 @@ class Checkpoint:
         proposed = data.get("proposed")
         return {"candidate": Candidate(data["candidate"]), "score": data["score"], "note": data.get("note", ""),
                 "proposed": Candidate(proposed) if proposed is not None else None,
-                "proposed_score": data.get("proposed_score")}
+                "proposed_score": data.get("proposed_score"), "estimated": bool(data.get("estimated", False))}
 
     def save_merge(self, members: Sequence[MergeNode], node: MergeNode) -> None:
         write_json_atomic(self.root / "merges" / f"{self.merge_key(members)}.json",
                           {"candidate": node.candidate.to_dict(), "score": node.score, "indices": node.indices,
                            "note": node.note, "proposed": node.proposed.to_dict() if node.proposed else None,
-                           "proposed_score": node.proposed_score})
+                           "proposed_score": node.proposed_score, "estimated": node.estimated})
 
     # ----- valset scores -----------------------------------------------------------------------------
 

@@ -49,7 +49,7 @@ def _train_scores(run: RunContext, subsets: Sequence[SubsetResult], root: MergeN
         seed = sum(s.seed_score * len(s.indices) for s in subsets) / n
     else:
         seed = _score_on(run, run.seed, None, False, threads)
-    opt = root.score if root.score is not None and root.indices == list(range(n)) else \
+    opt = root.score if root.score is not None and not root.estimated and root.indices == list(range(n)) else \
         _score_on(run, root.candidate, None, False, threads)
     return seed, opt
 
