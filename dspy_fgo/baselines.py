@@ -25,6 +25,10 @@ class WholeSetSchedule:
         every = tuple(range(len(run.trainset)))
         return [Job(0, every, (every,) * epochs, tuple(range(epochs)), True, OverflowPolicy("trim"), threads)]
 
+    def plan(self, run, epochs: int) -> list[Job]:
+        """The jobs without LM work (the cost estimate's plan)."""
+        return self.jobs(run, epochs, 1)
+
 
 class BatchSchedule:
     """One job over a sequence of batches (fixed or sampled with replacement); the last candidate wins."""
@@ -50,6 +54,10 @@ class BatchSchedule:
         batches, epoch_of = self.batches(len(run.trainset))
         return [Job(0, tuple(range(len(run.trainset))), tuple(tuple(b) for b in batches), tuple(epoch_of), False,
                     OverflowPolicy("summarize"), threads)]
+
+    def plan(self, run, epochs: int) -> list[Job]:
+        """The jobs without LM work (the cost estimate's plan)."""
+        return self.jobs(run, epochs, 1)
 
 
 class AllAtOnce(TextGradOptimizer):

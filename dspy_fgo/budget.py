@@ -90,6 +90,7 @@ class Budget(Shippable):
         self.stages: dict[str, dict[str, RoleUsage]] = {}  # usage per stage and role
         self.stage_metric_calls: dict[str, int] = {}
         self._bar = None  # the run's one persistent progress bar (metric calls against the budget)
+        self.estimate: dict[str, Any] | None = None  # the cost estimate made before the run (estimate.py)
 
     # ----- stages and the run's progress bar ---------------------------------------------------------
 
@@ -245,6 +246,7 @@ class Budget(Shippable):
                 "stages": {stage: {"metric_calls": self.stage_metric_calls.get(stage, 0),
                                    "roles": {r: asdict(u) for r, u in roles.items()}}
                            for stage, roles in {**{s: {} for s in self.stage_metric_calls}, **self.stages}.items()},
+                **({"estimate": self.estimate} if self.estimate is not None else {}),
             }
 
     def add_since(self, data: dict[str, Any], before: dict[str, Any]) -> None:
@@ -271,6 +273,7 @@ class Budget(Shippable):
             self.metric_calls = int(data.get("metric_calls", 0))
             self._task_runs = int(data.get("task_runs", 0))
             self.trims = int(data.get("context_trims", 0))
+            self.estimate = data.get("estimate", self.estimate)  # the first run's (a resumed run makes none)
 
 
 def _litellm():

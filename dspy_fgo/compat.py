@@ -12,7 +12,9 @@ with ``backtest="race"`` when a merge is clearly worse); the final choice runs t
 the valset (2 * V). With ``partition="failures"`` the seed runs on the whole trainset once, in the divide
 stage, and the subsets' first steps reuse those runs: the same N, so the same formula (the critiques of
 the seed's failures are LM calls, not metric calls; the first steps send the same prompts, which DSPy's
-cache answers for free). ``auto`` picks E (light 1, medium 2, heavy 4)
+cache answers for free). The cost estimate's pilot (``estimate=True``) runs the seed on a few of those N
+examples before the divide stage; the run that would have made them reuses them, so the pilot adds no
+metric calls either. ``auto`` picks E (light 1, medium 2, heavy 4)
 and sets the budget to the formula; ``max_full_evals=k`` is GEPA's ``k * (N + V)``; with
 ``max_metric_calls`` (or ``max_full_evals``) and no ``epochs``, FGO takes the largest E that fits
 (at least 1). The guard holds the budget in every case (a run overshoots by at most the runs in flight).

@@ -86,6 +86,28 @@ class ErrorLog(Shippable):
             )
 
 
+class SeedRuns(Shippable):
+    """The seed's runs on training examples made before the pipeline starts (the cost estimate's pilot),
+    handed once to the first evaluation of the seed on those examples: the pilot's metric calls are the
+    ones the first step would have made, not extra ones."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._runs: dict[int, Trajectory] = {}
+
+    def put(self, trajectories: Sequence[Trajectory]) -> None:
+        with self._lock:
+            self._runs.update({t.index: t for t in trajectories})
+
+    def take(self, indices: Sequence[int]) -> dict[int, Trajectory]:
+        """The stored runs at ``indices`` (each handed out once)."""
+        with self._lock:
+            return {i: self._runs.pop(i) for i in indices if i in self._runs}
+
+    def __len__(self) -> int:
+        return len(self._runs)
+
+
 @dataclass(frozen=True)
 class RunContext:
     student: dspy.Module
@@ -116,6 +138,7 @@ class RunContext:
     acceptance: str = "improve"  # a proposal is kept when it scores higher ("improve") or as high ("tie")
     check_format: bool = True  # reject proposals that are code, JSON or a restated answer
     backtest: str = "full"  # a merge's back-test: the whole union ("full") or raced on growing slices ("race")
+    seed_runs: SeedRuns = field(default_factory=SeedRuns)  # the estimate's pilot runs, reused once
 
     @classmethod
     def create(cls, student: dspy.Module, trainset: Sequence[dspy.Example], metric: Callable, *,
@@ -182,7 +205,8 @@ class RunContext:
         _notify(callbacks, "on_evaluate_start", call_id=call_id, instance=self, inputs={
             "program": program, "split": split, "indices": list(indices), "desc": desc})
         try:
-            trajectories = self._evaluate(program, indices, threads, desc, examples, reserved)
+            trajectories = self._reuse_seed_runs(candidate, split, indices, reserved, lambda rest: self._evaluate(
+                program, rest, threads, desc, examples, reserved))
         except BaseException as exc:
             _notify(callbacks, "on_evaluate_end", call_id=call_id, outputs=None, exception=exc)
             raise
@@ -191,6 +215,21 @@ class RunContext:
             score=sum(t.score for t in trajectories) / max(1, len(trajectories)), split=split,
             results=[(t.index, t.prediction, t.score) for t in trajectories]))
         return trajectories
+
+    def _reuse_seed_runs(self, candidate: Candidate, split: str, indices: Sequence[int], reserved: bool,
+                         evaluate: Callable[[list[int]], list[Trajectory]]) -> list[Trajectory]:
+        """``evaluate(indices)``, but the seed's runs made by the pilot (:class:`SeedRuns`) stand in for
+        their examples: the runs are not made, nor their metric calls counted, twice."""
+        indices = list(indices)
+        if (not len(self.seed_runs) or split != "train" or reserved or candidate != self.seed
+                or len(set(indices)) != len(indices)):
+            return evaluate(indices)
+        done = self.seed_runs.take(indices)
+        rest = [i for i in indices if i not in done]
+        if not done:
+            return evaluate(indices)
+        fresh = {t.index: t for t in evaluate(rest)} if rest else {}
+        return [done[i] if i in done else fresh[i] for i in indices]
 
     def _evaluate(self, program: dspy.Module, indices: Sequence[int], threads: int, desc: str | None,
                   examples: Sequence[dspy.Example] | None, reserved: bool) -> list[Trajectory]:

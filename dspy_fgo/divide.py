@@ -183,11 +183,9 @@ class DivideSchedule:
     def __init__(self, partition: str | Callable = "random", num_subsets: int | None = None,
                  subset_size: int | None = None, embedder: Callable | None = None):
         self.partition, self.num_subsets, self.subset_size, self.embedder = partition, num_subsets, subset_size, embedder
+        self._partition: tuple[Sequence[dspy.Example], Partition] | None = None
 
     def jobs(self, run, epochs: int, threads: int) -> list:
-        from .feedback import OverflowPolicy
-        from .optimize import Job
-
         runs: list = []
         if self.partition == "failures":
             from .failures import failure_partition
@@ -195,9 +193,30 @@ class DivideSchedule:
             k = resolve_num_subsets(len(run.trainset), self.num_subsets, self.subset_size)
             parts, runs = failure_partition(run, k, threads, self.embedder)
         else:
-            parts = divide(run.trainset, self.partition, self.num_subsets, self.subset_size, run.random_seed,
-                           self.embedder)
+            parts = self._parts(run)
         logger.info("FGO: %d subsets of sizes %s", len(parts), [len(p) for p in parts])
+        return self._jobs(parts, epochs, threads, runs)
+
+    def plan(self, run, epochs: int) -> list:
+        """The jobs :meth:`jobs` will make, without LM work: for ``partition="failures"`` (which needs the
+        seed's runs and critiques) a random partition into as many subsets stands in."""
+        if self.partition == "failures":
+            k = resolve_num_subsets(len(run.trainset), self.num_subsets, self.subset_size)
+            return self._jobs(random_partition(len(run.trainset), k, run.random_seed), epochs, 1, [])
+        return self._jobs(self._parts(run), epochs, 1, [])
+
+    def _parts(self, run) -> Partition:
+        """The partition (computed once per schedule: a callable partition is not asked twice)."""
+        if self._partition is None or self._partition[0] is not run.trainset:
+            self._partition = (run.trainset, divide(run.trainset, self.partition, self.num_subsets, self.subset_size,
+                                                    run.random_seed, self.embedder))
+        return self._partition[1]
+
+    @staticmethod
+    def _jobs(parts: Partition, epochs: int, threads: int, runs: list) -> list:
+        from .feedback import OverflowPolicy
+        from .optimize import Job
+
         inner = -(-threads // max(1, min(threads, len(parts))))  # ceil: no idle slots when subsets < threads
         return [Job(i, tuple(p), (tuple(p),) * epochs, tuple(range(epochs)), True, OverflowPolicy("summarize"), inner,
                     tuple(runs[j] for j in p) if runs else ()) for i, p in enumerate(parts)]

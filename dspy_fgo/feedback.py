@@ -41,12 +41,14 @@ class OverflowPolicy:
 
 
 def components_within(run: RunContext, candidate: Candidate, role: str, share: float = 0.4,
-                      skip: str | None = None) -> str:
-    """The candidate's components (but ``skip``) as text, cut to ``share`` of what the role's window leaves."""
+                      skip: str | None = None, count: bool = True) -> str:
+    """The candidate's components (but ``skip``) as text, cut to ``share`` of what the role's window leaves
+    (``count=False``: a cut is not counted as a trim, for the cost estimate's renderings)."""
     text = "\n\n".join(f"[{n}]\n{t}" for n, t in candidate.items() if n != skip) or "(none)"
     limit = max(50, int(run.input_budget(role) * share))
     if run.tokens(text, role) > limit:
-        run.budget.count_trim()
+        if count:
+            run.budget.count_trim()
         return cut_to_tokens(text, limit, run.lms[role].model)
     return text
 

@@ -1,4 +1,7 @@
-"""FGO(Teleprompter).compile(): validate -> divide -> optimize subsets -> merge -> select -> record.
+"""FGO(Teleprompter).compile(): validate -> estimate -> divide -> optimize subsets -> merge -> select -> record.
+
+The estimate (``estimate=True``, ``estimate.py``) logs the expected calls and tokens per role before any
+optimizer-side work, from the plan and a pilot of the seed on a few examples whose runs the first step reuses.
 
 The baselines (``baselines.py``) are the same pipeline with another data schedule and no merge: a
 method is a schedule object and a merger object, so every method shares every policy (errors,
@@ -20,7 +23,7 @@ from .backtest import BACKTEST_MODES
 from .budget import Budget
 from .candidate import COMPONENT_KINDS, Candidate
 from .compat import AUTO_EPOCHS, merge_levels, plan, reject_unknown, split_known_knobs
-from .context import ErrorLog, RunContext
+from .context import ErrorLog, LMFailedError, RunContext
 from .divide import DivideSchedule, resolve_num_subsets
 from .executor import executor_for, reset_interrupt
 from .ledger import Ledger
@@ -82,6 +85,7 @@ class TextGradOptimizer(Teleprompter):
         acceptance: str = "improve",
         check_format: bool = True,
         backtest: str = "full",
+        estimate: bool = True,
         **unknown: Any,
     ):
         super().__init__()
@@ -136,6 +140,7 @@ class TextGradOptimizer(Teleprompter):
         self.track_stats, self.track_best_outputs, self.use_mlflow = track_stats, track_best_outputs, use_mlflow
         self.feedback, self.update, self.acceptance, self.check_format = feedback, update, acceptance, check_format
         self.backtest = backtest
+        self.estimate = estimate
 
     @property
     def reflection_lm(self) -> dspy.LM | None:
@@ -147,6 +152,10 @@ class TextGradOptimizer(Teleprompter):
 
     def merger(self):
         raise NotImplementedError
+
+    def merge_group_limit(self, leaves: int) -> int | None:
+        """The largest group the merger merges in one step over ``leaves`` (None: no merge), for the estimate."""
+        return None
 
     def merge_levels(self, n_train: int) -> int:
         """Back-test levels of the merge tree (the budget formula's L); a baseline does not merge."""
@@ -174,10 +183,13 @@ class TextGradOptimizer(Teleprompter):
         started = time.perf_counter()
         run = self.build_context(student, trainset, metric, valset, input_keys)  # validate
         threads = self.num_threads
+        schedule = self.schedule(run.epochs)
         tracker = RunTracker.start(self, run)
         try:
+            if self.estimate:
+                self._estimate(run, schedule, threads)                           # estimate (a pilot)
             run.budget.set_stage("divide")
-            jobs = self.schedule(run.epochs).jobs(run, run.epochs, threads)      # divide
+            jobs = schedule.jobs(run, run.epochs, threads)                       # divide
             outer = max(1, min(threads, len(jobs)))
             run.budget.set_stage("optimize")
             results = executor_for(self.executor).map(optimize_job, run, jobs, outer, desc=f"{self.method} subsets")
@@ -192,6 +204,33 @@ class TextGradOptimizer(Teleprompter):
             program.detailed_results = program.fgo_result
         tracker.finish(program.fgo_result)
         return program
+
+    def _estimate(self, run: RunContext, schedule: Any, threads: int) -> None:
+        """Log the cost estimate (``estimate.py``) and keep it in the accounting. Its pilot's runs of the seed
+        are the first step's (reused, not repeated); a resumed run makes none (its first run did)."""
+        from .estimate import estimate_run
+        from .rollout import MetricContractError
+
+        if run.checkpoint is not None and run.checkpoint.spent() is not None:
+            logger.info("Resumed run: no new cost estimate (the first run's, if it made one, is kept)")
+            return
+        if not hasattr(schedule, "plan"):
+            return
+        run.budget.set_stage("estimate")
+        try:
+            jobs = schedule.plan(run, run.epochs)
+            estimate = estimate_run(run, jobs, self.merge_levels(len(run.trainset)),
+                                    merge_threshold=self.merge_group_limit(len(jobs)), threads=threads,
+                                    divide_by_failures=getattr(schedule, "partition", None) == "failures")
+        except (LMFailedError, MetricContractError, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # the estimate informs; it never stops a run
+            logger.warning("No cost estimate: %s: %s", type(exc).__name__, exc)
+            return
+        run.budget.estimate = estimate.to_dict()
+        logger.info("%s", estimate.table())
+        for warning in estimate.warnings:
+            logger.warning("%s", warning)
 
     # ----- validate ----------------------------------------------------------------------------------
 
@@ -301,7 +340,7 @@ class TextGradOptimizer(Teleprompter):
     def _fingerprint_config(self) -> dict[str, Any]:
         """What decides the run's results (not threads, budgets, timeouts, retries or where it logs)."""
         ignore = {"log_dir", "num_threads", "budgets", "timeout", "max_retries", "executor", "auto", "max_full_evals",
-                  "track_stats", "track_best_outputs", "use_mlflow"}
+                  "track_stats", "track_best_outputs", "use_mlflow", "estimate"}
         if self.backtest == "full":  # the default leaves the fingerprints of older log_dirs as they were
             ignore.add("backtest")
         return {k: v for k, v in self.config().items() if k not in ignore}
@@ -360,6 +399,9 @@ class FGO(TextGradOptimizer):
 
     def merger(self) -> ProgressiveMerger:
         return ProgressiveMerger(self.merge_threshold, self.merge_clustering)
+
+    def merge_group_limit(self, leaves: int) -> int | None:
+        return self.merge_threshold if self.merge_clustering == "kmeans" else max(2, leaves)
 
 
 FGOTeleprompter = FGO

@@ -128,7 +128,8 @@ class FGOResult:
         return text
 
     def summary(self) -> str:
-        """A few readable lines: what was chosen and why, scores, optimizer-side tokens."""
+        """A few readable lines: what was chosen and why, scores, optimizer-side tokens, and the cost estimate
+        against what was spent (per role: calls and tokens, actual/estimate)."""
         side = self.accounting.get("optimizer_side", {})
         lines = [
             f"{self.method}: chose {self.final_choice} ({self.reason})",
@@ -143,6 +144,9 @@ class FGOResult:
             lines.append(f"  metric calls: {self.total_metric_calls}"
                          + (f" of {limit}" if (limit := self.accounting.get("limits", {}).get("max_metric_calls"))
                             else ""))
+            from .estimate import comparison
+
+            lines += comparison(self.accounting)
         return "\n".join(lines)
 
     def report(self, chars: int = 300) -> str:

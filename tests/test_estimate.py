@@ -1,0 +1,168 @@
+"""The cost estimate (estimate.py): printed before the run from the plan and a pilot, set against the actual
+usage after it. Offline, on the fake uppercase task.
+
+What the fakes do that the estimate cannot know, and so where it is off on them:
+- the fake critic writes ~18-token critiques (the estimate assumes 100), so the proposals' feedback is shorter;
+- the fake optimizer fixes every failure in the first step (the estimate assumes each step fixes half of what
+  is left), so with epochs=2 the second step never runs;
+- every subset's fake rewrite is the same text, and with feedback="raw" the fake never changes anything (it
+  looks for the word "uppercase" in the critiques), so no merge calls the LM (the estimate expects merges).
+"""
+
+import json
+
+import dspy
+import pytest
+from fakes import FakeLM, exact_metric, rule_optimizer, uppercase_task, word_examples
+
+from dspy_fgo import FGO, AllAtOnce, FGOResult
+from dspy_fgo.context import RunContext
+from dspy_fgo.divide import DivideSchedule
+from dspy_fgo.estimate import CostEstimate, estimate_run
+
+
+@pytest.fixture
+def lms():
+    task, opt = FakeLM(uppercase_task, model="fake/task"), FakeLM(rule_optimizer, model="fake/opt")
+    with dspy.context(lm=task):
+        yield task, opt
+
+
+def compile_fgo(opt, cls=FGO, n=12, **kw):
+    kw = {"metric": exact_metric, "optimizer_lm": opt, "num_threads": 2, **kw}
+    if cls is FGO:
+        kw.setdefault("num_subsets", 4)
+    return cls(**kw).compile(dspy.Predict("question -> answer"), trainset=word_examples(n),
+                             valset=word_examples(n + 4)[n:]).fgo_result
+
+
+def side(result: FGOResult):
+    """(estimate, low, high, actual) of the optimizer side's calls and prompt tokens."""
+    est = result.accounting["estimate"]
+
+    def pick(d):
+        return d["calls"], d["prompt_tokens"]
+
+    rng = est["optimizer_side_range"]
+    return pick(est["optimizer_side"]), pick(rng["low"]), pick(rng["high"]), pick(result.accounting["optimizer_side"])
+
+
+OFF = "the fakes fix every failure in one step and agree (no merge): see the module docstring"
+CONFIGS = [
+    (1, "rewrite", "critique"),
+    pytest.param(1, "rewrite", "raw", marks=pytest.mark.xfail(strict=True, reason=OFF)),  # prompt x0.70
+    (1, "rules", "critique"),
+    (1, "rules", "raw"),
+    pytest.param(2, "rewrite", "critique", marks=pytest.mark.xfail(strict=True, reason=OFF)),  # x0.62, x0.47
+    (2, "rewrite", "raw"),
+    pytest.param(2, "rules", "critique", marks=pytest.mark.xfail(strict=True, reason=OFF)),  # x0.62, x0.50
+    (2, "rules", "raw"),
+]
+
+
+@pytest.mark.parametrize("epochs,update,feedback", CONFIGS)
+def test_optimizer_side_calls_and_prompt_tokens_within_25_percent(lms, epochs, update, feedback):
+    task, opt = lms
+    (calls, prompt), _, _, (actual_calls, actual_prompt) = side(
+        compile_fgo(opt, epochs=epochs, update=update, feedback=feedback))
+    assert 0.75 * calls <= actual_calls <= 1.25 * calls
+    assert 0.75 * prompt <= actual_prompt <= 1.25 * prompt
+
+
+@pytest.mark.parametrize("epochs,update,feedback", [
+    (e, u, f) for e in (1, 2) for u in ("rewrite", "rules") for f in ("critique", "raw")])
+def test_actual_usage_lies_in_the_estimates_range(lms, epochs, update, feedback):
+    """low: the first step fixes every failure and no merge needs the LM; high: no step fixes any. The 25%
+    margin is for the reply lengths (critiques, rewrites), which are assumed."""
+    task, opt = lms
+    _, (low_calls, low_prompt), (high_calls, high_prompt), (calls, prompt) = side(
+        compile_fgo(opt, epochs=epochs, update=update, feedback=feedback))
+    assert 0.75 * low_calls <= calls <= 1.25 * high_calls
+    assert 0.75 * low_prompt <= prompt <= 1.25 * high_prompt
+
+
+def test_task_and_critique_prompts_are_measured_exactly(lms):
+    task, opt = lms
+    result = compile_fgo(opt, epochs=1)
+    est, roles = result.accounting["estimate"]["roles"], result.accounting["roles"]
+    assert est["evaluator"]["calls"] == roles["evaluator"]["calls"] == 12  # the seed fails every run
+    assert abs(est["evaluator"]["prompt_tokens"] - roles["evaluator"]["prompt_tokens"]) <= 12
+    pilot = result.accounting["estimate"]["pilot"]
+    per_run = (roles["task"]["prompt_tokens"] + roles["task"]["completion_tokens"]) / roles["task"]["calls"]
+    assert pilot["runs"] == 4 and pilot["failure_rate"] == 1.0 and pilot["task_calls_per_run"] == 1.0
+    assert abs(pilot["task_tokens_per_run"] - per_run) / per_run < 0.1
+
+
+def test_the_pilot_costs_no_extra_metric_calls_and_no_optimizer_calls(lms):
+    task, opt = lms
+    with_estimate = compile_fgo(opt, epochs=1)
+    calls = task.calls
+    without = compile_fgo(FakeLM(rule_optimizer, model="fake/opt"), epochs=1, estimate=False)
+    assert with_estimate.total_metric_calls == without.total_metric_calls
+    assert calls == task.calls - calls  # the task LM ran as often (the pilot's runs were the first step's)
+    stages = with_estimate.accounting["stages"]
+    assert stages["estimate"]["metric_calls"] == 4 and set(stages["estimate"]["roles"]) == {"task"}
+    assert "estimate" not in without.accounting and "estimate" not in without.summary()
+    assert with_estimate.final_candidate == without.final_candidate
+
+
+def test_the_estimate_is_in_the_saved_json_and_the_summary(lms, tmp_path):
+    task, opt = lms
+    result = compile_fgo(opt, epochs=1)
+    result.to_json(tmp_path / "run.json")
+    data = json.loads((tmp_path / "run.json").read_text())
+    est = data["accounting"]["estimate"]
+    assert set(est["roles"]) == {"task", "evaluator", "optimizer", "merge"}
+    assert est["planned_metric_calls"] == 12 * 2 + 2 * 12 + 2 * 4  # N(E+1) + 2NL + 2V
+    assert {"critique_tokens", "fix_rate"} <= set(est["assumptions"])
+    summary = FGOResult.load(tmp_path / "run.json").summary()
+    assert "estimate -> actual" in summary
+    assert any(line.strip().startswith("evaluator") and "(x1.00)" in line for line in summary.splitlines())
+
+
+def test_a_budget_too_small_for_the_plan_is_called_so(lms, caplog):
+    task, opt = lms
+    with caplog.at_level("WARNING", logger="dspy.dspy_fgo"):
+        result = compile_fgo(opt, epochs=2, max_tokens=3000)
+    warnings = result.accounting["estimate"]["warnings"]
+    assert any(w.startswith("Budget too small: max_tokens=3,000") for w in warnings)
+    assert "Budget too small: max_tokens" in caplog.text
+    assert result.stopped  # and indeed the run stopped early
+    roomy = compile_fgo(FakeLM(rule_optimizer, model="fake/opt"), epochs=1, max_metric_calls=2000)
+    assert not [w for w in roomy.accounting["estimate"]["warnings"] if "too small" in w]
+    tight = compile_fgo(FakeLM(rule_optimizer, model="fake/opt"), epochs=2, max_metric_calls=30)
+    assert any("max_metric_calls=30" in w for w in tight.accounting["estimate"]["warnings"])
+
+
+def test_estimate_run_alone_calls_no_optimizer_side_lm(lms):
+    task, opt = lms
+    run = RunContext.create(dspy.Predict("question -> answer"), word_examples(12), exact_metric, optimizer_lm=opt,
+                            valset=word_examples(16)[12:], epochs=2)
+    jobs = DivideSchedule("random", num_subsets=4).plan(run, 2)
+    estimate = estimate_run(run, jobs, levels=1, merge_threshold=4)
+    assert opt.calls == 0 and task.calls == 4
+    assert isinstance(estimate, CostEstimate) and len(run.seed_runs) == 4  # kept for the first step
+    table = estimate.table().splitlines()
+    assert table[0].startswith("Cost estimate (pilot: 4 seed runs, 100% failed")
+    assert [line.split()[0] for line in table[2:6]] == ["task", "evaluator", "optimizer", "merge"]
+    assert estimate.to_dict()["optimizer_side"]["calls"] == round(estimate.optimizer_side.calls)
+
+
+def test_failures_partition_and_baselines_are_estimated(lms):
+    task, opt = lms
+    failures = compile_fgo(opt, epochs=1, partition="failures")
+    est, roles = failures.accounting["estimate"]["roles"], failures.accounting["roles"]
+    # the divide stage critiques the seed's 12 failures and the first step again (the fake has no cache)
+    assert est["evaluator"]["calls"] == roles["evaluator"]["calls"] == 24
+    whole = compile_fgo(FakeLM(rule_optimizer, model="fake/opt"), cls=AllAtOnce, epochs=1)
+    (calls, prompt), _, _, (actual_calls, actual_prompt) = side(whole)
+    assert calls == actual_calls == 13 and 0.75 * prompt <= actual_prompt <= 1.25 * prompt
+    assert whole.accounting["estimate"]["metric_calls"] == whole.total_metric_calls == 32
+
+
+def test_a_resumed_run_keeps_the_first_runs_estimate(lms, tmp_path):
+    task, opt = lms
+    first = compile_fgo(opt, epochs=1, log_dir=str(tmp_path))
+    again = compile_fgo(FakeLM(rule_optimizer, model="fake/opt"), epochs=1, log_dir=str(tmp_path))
+    assert again.accounting["estimate"] == first.accounting["estimate"]
+    assert "estimate" not in again.accounting["stages"]  # no second pilot
