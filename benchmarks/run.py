@@ -94,6 +94,17 @@ def versions() -> dict[str, str]:
     return out
 
 
+def missing_dependencies(methods: list[str]) -> list[str]:
+    """What the run would fail on hours in: MIPROv2 imports optuna only when it starts its trials, and the
+    plot needs matplotlib after every method has run."""
+    from importlib.util import find_spec
+
+    needs = {"matplotlib": "the score-vs-tokens plot"}
+    if "miprov2" in methods:
+        needs["optuna"] = "MIPROv2's trials"
+    return [f"{module} (for {why})" for module, why in needs.items() if find_spec(module) is None]
+
+
 def method_factory(name: str):
     """A method of ``METHODS`` or an FGO variant (``fgo+rules+tie``), or None."""
     return METHODS.get(name) or fgo_variant(name)
@@ -162,6 +173,9 @@ def main(argv=None) -> dict[str, Any]:
     unknown = [m for m in args.methods.split(",") if m not in METHODS and method_factory(m) is None]
     if unknown:
         sys.exit(f"Unknown methods {unknown}; known: {sorted(METHODS)}")
+    missing = missing_dependencies(args.methods.split(","))
+    if missing:
+        sys.exit("Missing before any method runs: " + "; ".join(missing) + ' (pip install -e ".[bench]")')
     options = {"metric": args.metric} if args.metric else {}
     if args.feedback:
         options["feedback"] = args.feedback

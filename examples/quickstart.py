@@ -50,7 +50,7 @@ def make_lms(task_name, optimizer_name):
 
 def main():
     parser = argparse.ArgumentParser(description="FGO quickstart on the local LLMs")
-    parser.add_argument("--task", default="tracking", help="a short task of benchmarks/tasks: tracking, tickets, prices")
+    parser.add_argument("--task", default="tracking", help="a short task of benchmarks/tasks: tracking, appointments, tickets, prices")
     parser.add_argument("--train", type=int, default=15)
     parser.add_argument("--val", type=int, default=20)
     parser.add_argument("--test", type=int, default=100)
@@ -64,7 +64,8 @@ def main():
     for noisy in ("httpx", "LiteLLM", "datasets"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
-    task = load_task(args.task, args.train, args.val, args.test, seed=0)
+    # "plain" feedback says only expected against got: the carriers' rules must be learned from the examples.
+    task = load_task(args.task, args.train, args.val, args.test, seed=0, feedback="plain")
     task_lm, optimizer_lm, server = make_lms(args.task_lm, args.optimizer_lm)
     try:
         dspy.configure(lm=task_lm)
@@ -83,6 +84,7 @@ def main():
         out.mkdir(exist_ok=True)
         optimized.save(str(out / "program.json"))
         result.to_json(out / "fgo_result.json")
+        (out / "report.txt").write_text(result.report() + "\n")
 
         n = len(task.test)
         print(f"\nseed program:        {scores['seed']:.0%} on {n} held-out examples")
@@ -90,7 +92,8 @@ def main():
         print(f"hand-written rules:  {scores['hand-written']:.0%}  (a reference: what a careful human writes)")
         print(f"optimizer side:      {side['calls']} LM calls, {side['prompt_tokens']} prompt + "
               f"{side['completion_tokens']} completion tokens")
-        print(f"optimization time:   {minutes:.1f} min; saved to {out}/ (program.json, fgo_result.json)")
+        print(f"optimization time:   {minutes:.1f} min; saved to {out}/ (program.json, fgo_result.json, "
+              f"report.txt: the diagnosis view, also python -m dspy_fgo.report {out}/fgo_result.json)")
         print(f"\nOptimized instruction:\n{result.final_candidate[next(iter(result.final_candidate))]}")
     finally:
         if server is not None:

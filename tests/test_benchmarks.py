@@ -87,3 +87,14 @@ def test_an_interrupted_fgo_run_resumes_from_its_checkpoints(tmp_path):
     resumed = run_method("fgo", again, word_examples(12)[8:], exact_metric, tmp_path)
     assert resumed["instructions"] == first["instructions"] and resumed["test"]["score"] == 1.0
     assert resumed["optimizer_side"]["calls"] == 0
+
+
+def test_the_runner_names_missing_optional_dependencies_before_running(monkeypatch):
+    import importlib.util
+
+    from benchmarks import run
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "optuna" else real(name, *a))
+    assert run.missing_dependencies(["seed", "fgo"]) == []
+    assert run.missing_dependencies(["miprov2"]) == ["optuna (for MIPROv2's trials)"]
