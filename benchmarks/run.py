@@ -163,6 +163,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="threads for optimizing and scoring (the local server has 4 slots per model; each slot "
                         "keeps its own prompt-prefix cache)")
     p.add_argument("--n-ctx", type=int, default=8192, help="context of the local models")
+    p.add_argument("--reference", default="fgo", help="the method the paired differences start from "
+                   "(e.g. an FGO variant such as fgo+rules+tie+raw)")
     p.add_argument("--out", default=None, help="results folder (default benchmarks/results/<task>-<lms>)")
     return p.parse_args(argv)
 
@@ -210,7 +212,7 @@ def main(argv=None) -> dict[str, Any]:
             table = task.task_table(results)
             print(table)
             (out_dir / "task_table.txt").write_text(table + "\n")
-        print(write_report(results, out_dir))  # tables.txt, CSVs, score_vs_tokens.png
+        print(write_report(results, out_dir, args.reference))  # tables.txt, CSVs, score_vs_tokens.png
     finally:
         if server is not None:
             server.stop()

@@ -309,11 +309,11 @@ def measure(run: RunContext, runs: Sequence[Trajectory]) -> _Sizes:
     components = components_within(run, seed, "evaluator", count=False)
     room = max(MIN_FEEDBACK_TOKENS, run.input_budget("evaluator", components))
     critique = _mean([prompt_tokens(run, "evaluator", CritiqueTrajectory, program_components=components,
-                                    trajectory=render_trajectory(t, room, model_e)) for t in failed])
+                                    trajectory=render_trajectory(t, room, model_e, evidence=run.evidence)) for t in failed])
     per_run = max(200, run.input_budget("optimizer", components_within(run, seed, "optimizer", count=False)) // 2)
 
     def in_feedback(t: Trajectory, fails: bool) -> float:
-        tokens = run.tokens(render_trajectory(t, per_run, model_o), "optimizer") + 2  # the "\n\n" between runs
+        tokens = run.tokens(render_trajectory(t, per_run, model_o, evidence=run.evidence), "optimizer") + 2  # the "\n\n" between runs
         if run.feedback == "raw":
             return tokens
         if fails or run.critique_successes:

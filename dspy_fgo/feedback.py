@@ -127,7 +127,7 @@ def critique_trajectories(run: RunContext, candidate: Candidate, trajectories: S
     def critique(traj: Trajectory) -> str:
         if not traj.failed and not run.critique_successes:
             return CORRECT_CRITIQUE
-        text = render_trajectory(traj, max(MIN_FEEDBACK_TOKENS, budget), model)
+        text = render_trajectory(traj, max(MIN_FEEDBACK_TOKENS, budget), model, evidence=run.evidence)
         out = run.call(CritiqueTrajectory, "evaluator", program_components=components, trajectory=text)
         return str(out.critique) if out is not None and out.get("critique") else _fallback_critique(traj)
 
@@ -144,7 +144,7 @@ def render_feedback(run: RunContext, candidate: Candidate, trajectories: Sequenc
     model = run.lms["optimizer"].model
     per_run = max(200, run.input_budget("optimizer", components_within(run, candidate, "optimizer")) // 2)
     order = sorted(range(len(trajectories)), key=lambda i: (not trajectories[i].failed, i))
-    return [render_trajectory(trajectories[i], per_run, model, critiques[i]) for i in order]
+    return [render_trajectory(trajectories[i], per_run, model, critiques[i], run.evidence) for i in order]
 
 
 def accept_text(run: RunContext, role: str, name: str, text: str | None) -> str | None:

@@ -284,11 +284,13 @@ def cut_middle(text: str, max_chars: int) -> str:
     return text[:head] + CUT_MARKER.format(n=len(text) - head - tail) + text[len(text) - tail:]
 
 
-def render_trajectory(traj: Trajectory, budget_tokens: int, model: str | None = None, critique: str | None = None) -> str:
-    """Readable text of one trajectory that fits ``budget_tokens``: long fields are cut in the middle."""
+def render_trajectory(traj: Trajectory, budget_tokens: int, model: str | None = None, critique: str | None = None,
+                      evidence: bool = False) -> str:
+    """Readable text of one trajectory that fits ``budget_tokens``: long fields are cut in the middle.
+    ``evidence``: for a failed run, also the input lines where the expected and the predicted values sit."""
     field_chars = 4000
     while True:
-        text = _render(traj, field_chars, critique)
+        text = _render(traj, field_chars, critique, evidence)
         if count_tokens(text, model) <= budget_tokens or field_chars <= 40:
             return text if count_tokens(text, model) <= budget_tokens else _hard_cut(text, budget_tokens, model)
         field_chars //= 2
@@ -298,7 +300,28 @@ def _hard_cut(text: str, budget_tokens: int, model: str | None) -> str:
     return cut_to_tokens(text, budget_tokens, model, marker=CUT_MARKER.format(n="some"))
 
 
-def _render(traj: Trajectory, field_chars: int, critique: str | None) -> str:
+def evidence_lines(traj: Trajectory, chars: int = 200) -> list[str]:
+    """Where a failed run's expected and predicted values sit in its inputs: the input line holding each
+    (an extraction task's rule is usually in what surrounds the right value). Values under 3 characters
+    and values found nowhere say nothing and are left out, but a prediction that is not in the input is named."""
+    if not traj.failed:
+        return []
+    lines = [line.strip() for text in traj.inputs.values() for line in text.splitlines() if line.strip()]
+    out = []
+    for role, values in (("expected", traj.label), ("predicted", traj.prediction or {})):
+        for name, value in values.items():
+            value = value.strip()
+            if len(value) < 3 or (role == "predicted" and value == traj.label.get(name, "").strip()):
+                continue
+            where = next((line for line in lines if value in line), None)
+            if where is not None:
+                out.append(f"  the {role} {name} sits in the input line: {cut_middle(where, chars)}")
+            elif role == "predicted":
+                out.append(f"  the predicted {name} is not in the input")
+    return ["Evidence:", *out] if out else []
+
+
+def _render(traj: Trajectory, field_chars: int, critique: str | None, evidence: bool = False) -> str:
     def fields(d: dict[str, str]) -> str:
         return "\n".join(f"  {k}: {cut_middle(v, field_chars)}" for k, v in d.items())
 
@@ -307,6 +330,8 @@ def _render(traj: Trajectory, field_chars: int, critique: str | None) -> str:
         lines.append(fields(traj.metadata))
     lines += ["Inputs:", fields(traj.inputs), "Expected:", fields(traj.label)]
     lines += ["Predicted:", fields(traj.prediction) if traj.prediction is not None else "  (no prediction)"]
+    if evidence:
+        lines += evidence_lines(traj, min(200, field_chars))
     if not traj.tool_calls:  # a ReAct run is told by its tool calls; other programs by their steps
         for n, step in enumerate(traj.steps):
             extra = {k: v for k, v in step.outputs.items() if k not in (traj.prediction or {})}

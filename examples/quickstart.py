@@ -64,8 +64,7 @@ def main():
     for noisy in ("httpx", "LiteLLM", "datasets"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
-    # "plain" feedback says only expected against got: the carriers' rules must be learned from the examples.
-    task = load_task(args.task, args.train, args.val, args.test, seed=0, feedback="plain")
+    task = load_task(args.task, args.train, args.val, args.test, seed=0)
     task_lm, optimizer_lm, server = make_lms(args.task_lm, args.optimizer_lm)
     try:
         dspy.configure(lm=task_lm)

@@ -171,3 +171,31 @@ def test_the_record_keeps_critiques_proposals_and_a_rejected_merge_and_the_repor
     assert "proposed [self]: Always answer in UPPERCASE. Learned on c" in report and "[kept]" in report
     assert "merged [self] (0.00): Answer in lowercase." in report
     assert report.startswith("fgo: chose optimized")
+
+
+# ----- evidence: where the expected and the predicted values sit in the input ---------------------------
+
+
+def test_evidence_names_the_input_lines_of_the_expected_and_the_predicted_value():
+    from dspy_fgo.rollout import Trajectory, evidence_lines, render_trajectory
+
+    note = "Track your order: 5551234\nWaybill: 1234567890\nInvoice: INV-1"
+    wrong = Trajectory(0, {"notification": note}, {"tracking_number": "1234567890"}, {"tracking_number": "5551234"}, 0.0)
+    lines = " ".join(evidence_lines(wrong))
+    assert "the expected tracking_number sits in the input line: Waybill: 1234567890" in lines
+    assert "the predicted tracking_number sits in the input line: Track your order: 5551234" in lines
+    invented = Trajectory(1, {"notification": note}, {"tracking_number": "1234567890"}, {"tracking_number": "XYZ"}, 0.0)
+    assert any("predicted tracking_number is not in the input" in line for line in evidence_lines(invented))
+    right = Trajectory(2, {"notification": note}, {"tracking_number": "1234567890"}, {"tracking_number": "1234567890"},
+                       1.0)
+    assert evidence_lines(right) == []
+    assert "Evidence:" in render_trajectory(wrong, 500, evidence=True)
+    assert "Evidence:" not in render_trajectory(wrong, 500)
+
+
+def test_evidence_reaches_the_proposer_when_asked(task_lm):
+    opt = FakeLM(rule_optimizer)
+    fgo(opt, feedback="raw", evidence=True, num_subsets=1).compile(program(), trainset=word_examples(3))
+    proposals = [r for r in opt.requests if "new_text" in r.outputs]
+    assert proposals and all("the predicted answer sits in the input line: word:" in r.fields["feedback"]
+                             for r in proposals)
