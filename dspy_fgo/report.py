@@ -27,7 +27,7 @@ def _score(value: float | None) -> str:
 
 
 def _block(text: str, indent: str, chars: int) -> list[str]:
-    return textwrap.wrap(_cut(text, chars), 100, initial_indent=indent, subsequent_indent=indent) or [indent]
+    return textwrap.wrap(_cut(text, chars), 100, initial_indent=indent, subsequent_indent=" " * len(indent)) or [indent]
 
 
 def step_lines(n: int, step: StepRecord, chars: int) -> list[str]:
