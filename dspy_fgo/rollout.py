@@ -151,9 +151,11 @@ def run_examples(
     with its error. ``runner(run_one)`` applies the run's LM policy to each program run (returning
     ``(value, final exception)``); without it the program is called once."""
     names = {id(p): name for name, p in program.named_predictors()}
+    outputs = output_fields(program)
     runner = runner or _run_plain
     return parallel_map(
-        lambda i: _run_one(program, names, examples[i], i, metric, runner, on_metric, contract or MetricContract()),
+        lambda i: _run_one(program, names, examples[i], i, metric, runner, on_metric, contract or MetricContract(),
+                           outputs),
         list(indices),
         num_threads=num_threads,
         desc=desc,
@@ -167,11 +169,20 @@ def _run_plain(run_one: Callable[[int], Any]) -> tuple[Any, BaseException | None
         return None, exc
 
 
+def output_fields(program: dspy.Module) -> set[str]:
+    """The output field names of the program's predictors (what a label can be compared with)."""
+    return {name for p in program.predictors() for name in p.signature.output_fields}
+
+
 def _run_one(program: dspy.Module, names: dict[int, str], example: dspy.Example, index: int, metric: Callable,
-             runner: Callable, on_metric: Callable[[], None] | None, contract: MetricContract):
+             runner: Callable, on_metric: Callable[[], None] | None, contract: MetricContract,
+             outputs: set[str] = frozenset()):
     inputs = {k: _text(v) for k, v in example.inputs().items()}
     metadata = {k: _text(example[k]) for k in METADATA_KEYS if k in example}
-    label = {k: _text(v) for k, v in example.labels().items() if k not in metadata}
+    labels = {k: v for k, v in example.labels().items() if k not in metadata}
+    if outputs & set(labels):  # other fields an example carries (ids, notes, a generator's decoys) are not answers
+        labels = {k: v for k, v in labels.items() if k in outputs}
+    label = {k: _text(v) for k, v in labels.items()}
     traces: list[list] = []
 
     def run_one(attempt: int):

@@ -113,3 +113,20 @@ def test_no_prompt_overflows_a_small_window_with_many_long_examples(size):
             assert result.accounting["context_trims"] >= (1 if cls is AllAtOnce and size > 3 else 0)
     assert opt.overflows == 0 and opt.calls > 0
     assert Candidate.from_program(dspy.Predict("question -> answer"))
+
+
+def test_only_fields_the_program_outputs_are_shown_as_the_expected_answer():
+    """An example's other fields (a generator's decoys, ids) are not answers: the critic must not see
+    them under "Expected"."""
+    from fakes import FakeLM
+
+    from dspy_fgo.rollout import run_examples
+
+    example = dspy.Example(question="q", answer="A", decoys=["B", "C"], category="x").with_inputs("question")
+    with dspy.context(lm=FakeLM(lambda r: {"answer": "B"})):
+        [traj] = run_examples(dspy.Predict("question -> answer"), [example], [0], lambda e, p, t=None: 0.0)
+    assert traj.label == {"answer": "A"} and traj.metadata == {"category": "x"}
+    only_extra = dspy.Example(question="q", gold="A").with_inputs("question")  # no label named like an output
+    with dspy.context(lm=FakeLM(lambda r: {"answer": "B"})):
+        [traj] = run_examples(dspy.Predict("question -> answer"), [only_extra], [0], lambda e, p, t=None: 0.0)
+    assert traj.label == {"gold": "A"}
