@@ -61,6 +61,7 @@ FGO_SWITCHES: dict[str, dict[str, Any]] = {
     "strict": {"acceptance": "improve"}, "tie": {"acceptance": "tie"},
     "critic": {"feedback": "critique"}, "raw": {"feedback": "raw"},
     "check": {"check_format": True}, "nocheck": {"check_format": False},
+    "ground": {"check_grounding": True}, "noground": {"check_grounding": False},
     "evidence": {"evidence": True}, "noevidence": {"evidence": False},
     "full": {"backtest": "full"}, "race": {"backtest": "race"},
 }

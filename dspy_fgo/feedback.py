@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING
 from .budget import cut_to_tokens
 from .candidate import Candidate
 from .executor import parallel_map
-from .rollout import Trajectory, pack_within_budget, render_trajectory
-from .rules import MAX_RULE_WORDS, instruction_problem, is_duplicate, join_rules, parse_rule_list, split_rules
+from .rollout import Trajectory, answer_lines, pack_within_budget, render_trajectory
+from .rules import (MAX_RULE_WORDS, instruction_problem, is_duplicate, join_rules, parse_rule_list, split_rules,
+                    ungrounded_cue)
 from .signatures import CritiqueTrajectory, ProposeComponent, ProposeRules, SummarizeCritiques
 
 if TYPE_CHECKING:
@@ -74,7 +75,6 @@ def textual_gradient_step(run: RunContext, candidate: Candidate, trajectories: S
     else:
         critiques = list(critique_trajectories(run, candidate, trajectories, threads))
     feedback = render_feedback(run, candidate, trajectories, critiques)
-    answers = [v for t in trajectories for v in t.label.values()]
     names = list(candidate)
     texts = parallel_map(lambda name: propose_component(run, candidate, name, feedback, overflow, threads), names,
                          threads, desc="propose")
@@ -83,16 +83,30 @@ def textual_gradient_step(run: RunContext, candidate: Candidate, trajectories: S
         if not text or text == candidate[name].strip():
             continue
         proposed[name] = text
-        new = add_rules(run, candidate[name], text, answers, rejected, name) if run.update == "rules" else \
-            checked_text(run, text, answers, rejected, name)
+        new = add_rules(run, candidate[name], text, trajectories, rejected, name) if run.update == "rules" else \
+            checked_text(run, text, trajectories, rejected, name)
         if new is not None and new != candidate[name]:
             updates[name] = new
     return Proposal(candidate.updated(updates) if updates else candidate, tuple(critiques), proposed, rejected)
 
 
-def checked_text(run: RunContext, text: str, answers: Sequence[str], rejected: dict[str, str], name: str) -> str | None:
-    """``text``, or None (recorded in ``rejected``) when the format check finds it is not an instruction."""
-    problem = instruction_problem(text, answers) if run.check_format else None
+def proposal_problem(run: RunContext, text: str, trajectories: Sequence[Trajectory],
+                     max_words: int | None = None) -> str | None:
+    """Why a proposed text (or rule) made from ``trajectories`` is rejected, or None: not an instruction
+    (``check_format``), or pointing at a phrase of the inputs that never holds the answer (``check_grounding``)."""
+    if run.check_format:
+        problem = instruction_problem(text, [v for t in trajectories for v in t.label.values()], max_words)
+        if problem is not None:
+            return problem
+    if run.check_grounding:
+        return ungrounded_cue(text, [("\n".join(t.inputs.values()), answer_lines(t)) for t in trajectories])
+    return None
+
+
+def checked_text(run: RunContext, text: str, trajectories: Sequence[Trajectory], rejected: dict[str, str],
+                 name: str) -> str | None:
+    """``text``, or None (recorded in ``rejected``) when :func:`proposal_problem` finds a problem."""
+    problem = proposal_problem(run, text, trajectories)
     if problem is None:
         return text
     rejected[name] = problem
@@ -100,13 +114,13 @@ def checked_text(run: RunContext, text: str, answers: Sequence[str], rejected: d
     return None
 
 
-def add_rules(run: RunContext, current: str, reply: str, answers: Sequence[str], rejected: dict[str, str],
-              name: str) -> str | None:
-    """``current`` plus the reply's new rules that pass the format check and are not duplicates."""
+def add_rules(run: RunContext, current: str, reply: str, trajectories: Sequence[Trajectory],
+              rejected: dict[str, str], name: str) -> str | None:
+    """``current`` plus the reply's new rules that pass :func:`proposal_problem` and are not duplicates."""
     base, rules = split_rules(current)
     added, problems = [], []
     for rule in parse_rule_list(reply):
-        problem = instruction_problem(rule, answers, MAX_RULE_WORDS) if run.check_format else None
+        problem = proposal_problem(run, rule, trajectories, MAX_RULE_WORDS)
         if problem is not None:
             problems.append(f"{rule[:60]!r} {problem}")
         elif not is_duplicate(rule, rules + added):

@@ -84,6 +84,7 @@ class TextGradOptimizer(Teleprompter):
         update: str = "rewrite",
         acceptance: str = "improve",
         check_format: bool = True,
+        check_grounding: bool = False,
         evidence: bool = False,
         backtest: str = "full",
         estimate: bool = True,
@@ -140,7 +141,7 @@ class TextGradOptimizer(Teleprompter):
         self.perfect_score, self.failure_score, self.skip_perfect_score = perfect_score, failure_score, skip_perfect_score
         self.track_stats, self.track_best_outputs, self.use_mlflow = track_stats, track_best_outputs, use_mlflow
         self.feedback, self.update, self.acceptance, self.check_format = feedback, update, acceptance, check_format
-        self.evidence = evidence
+        self.check_grounding, self.evidence = check_grounding, evidence
         self.backtest = backtest
         self.estimate = estimate
 
@@ -284,7 +285,8 @@ class TextGradOptimizer(Teleprompter):
                          failure_score=self.failure_score, skip_perfect_score=self.skip_perfect_score,
                          metric_five_args=five, ledger=Ledger(seed, keep_outputs=self.track_best_outputs),
                          feedback=self.feedback, update=self.update, acceptance=self.acceptance,
-                         check_format=self.check_format, evidence=self.evidence, backtest=self.backtest)
+                         check_format=self.check_format, check_grounding=self.check_grounding, evidence=self.evidence,
+                         backtest=self.backtest)
         self._check_windows(run)
         return run
 

@@ -311,13 +311,32 @@ def _hard_cut(text: str, budget_tokens: int, model: str | None) -> str:
     return cut_to_tokens(text, budget_tokens, model, marker=CUT_MARKER.format(n="some"))
 
 
+def input_lines(traj: Trajectory) -> list[str]:
+    """The non-empty lines of a run's inputs, stripped."""
+    return [line.strip() for text in traj.inputs.values() for line in text.splitlines() if line.strip()]
+
+
+def answer_lines(traj: Trajectory) -> list[str]:
+    """The input lines that hold one of the run's expected values (3 characters or more); a line that is
+    only the value brings the line before it (its label) along."""
+    lines = input_lines(traj)
+    out = []
+    for value in (v.strip() for v in traj.label.values()):
+        if len(value) < 3:
+            continue
+        for k, line in enumerate(lines):
+            if value in line:
+                out += [line] if line != value or k == 0 else [lines[k - 1], line]
+    return out
+
+
 def evidence_lines(traj: Trajectory, chars: int = 200) -> list[str]:
     """Where a failed run's expected and predicted values sit in its inputs: the input line holding each
     (an extraction task's rule is usually in what surrounds the right value). Values under 3 characters
     and values found nowhere say nothing and are left out, but a prediction that is not in the input is named."""
     if not traj.failed:
         return []
-    lines = [line.strip() for text in traj.inputs.values() for line in text.splitlines() if line.strip()]
+    lines = input_lines(traj)
     out = []
     for role, values in (("expected", traj.label), ("predicted", traj.prediction or {})):
         for name, value in values.items():

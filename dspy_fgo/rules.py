@@ -51,8 +51,17 @@ def parse_rule_list(reply: str) -> list[str]:
 
 
 def is_duplicate(rule: str, others: Iterable[str]) -> bool:
-    key = _normal(rule)
-    return any(difflib.SequenceMatcher(None, key, _normal(o)).ratio() >= DUPLICATE_RATIO for o in others)
+    """A near-copy of one of ``others``: similar words and the same quoted phrases (rules that name
+    different lines, 'the "Waybill" line' and 'the "Label no." line', are different rules)."""
+    key, cues = _normal(rule), quoted_phrases(rule)
+    return any(quoted_phrases(o) == cues and difflib.SequenceMatcher(None, key, _normal(o)).ratio() >= DUPLICATE_RATIO
+               for o in others)
+
+
+def quoted_phrases(text: str) -> set[str]:
+    """The quoted phrases of ``text``, lowercased, without a trailing colon."""
+    return {next(g for g in m.groups() if g is not None).strip().rstrip(":").strip().lower()
+            for m in _QUOTED.finditer(text)}
 
 
 def union_rules(rule_lists: Iterable[Sequence[str]]) -> list[str]:
@@ -89,6 +98,35 @@ def instruction_problem(text: str, answers: Iterable[str] = (), max_words: int |
     quoted = next((a for a in answers if len(a) >= 4 and any(c.isdigit() for c in a) and a in stripped), None)
     if quoted is not None:
         return f"quotes an expected answer verbatim ({quoted!r})"
+    return None
+
+
+_QUOTED = re.compile(r'"([^"\n]{2,60})"|\u201c([^\u201d\n]{2,60})\u201d|`([^`\n]{2,60})`|(?<!\w)\'([^\'\n]{2,60})\'(?!\w)')
+_NEGATION = re.compile(r"\b(not|never|ignore|avoid|don'?t|instead|except|rather|unless|other than|skip|exclude|"
+                       r"neither|nor|without|but)\b", re.IGNORECASE)
+MIN_GROUNDING_RUNS = 2  # inputs holding a cue before the check says anything about it
+
+
+def ungrounded_cue(text: str, runs: Sequence[tuple[str, Sequence[str]]]) -> str | None:
+    """Why ``text`` points the task LM at the wrong place, or None: a sentence that tells it to use a quoted
+    phrase of the inputs ("Look for the "Track your order" line") when that phrase, in the runs' inputs,
+    is never on a line that holds the expected answer.
+
+    ``runs`` are (input text, the input lines holding the expected answer) of the examples the proposal
+    was made from (``rollout.answer_lines``); runs whose answer is not in the input say nothing. A sentence
+    with a negation ("ignore", "not", "instead", ...) may be steering away from the phrase and is not judged.
+    """
+    grounded = [(inputs.lower(), [line.lower() for line in lines]) for inputs, lines in runs if lines]
+    for sentence in re.split(r"(?<=[.!?;])\s+", text):
+        if _NEGATION.search(sentence):
+            continue
+        for key in sorted(quoted_phrases(sentence)):
+            if len(key) < 3 or not any(c.isalpha() for c in key):
+                continue
+            having = [lines for inputs, lines in grounded if key in inputs]
+            if len(having) >= MIN_GROUNDING_RUNS and not any(key in line for lines in having for line in lines):
+                return (f"points at {key!r}, which is on no line holding the expected answer "
+                        f"({len(having)} inputs have it)")
     return None
 
 

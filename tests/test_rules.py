@@ -48,6 +48,8 @@ def test_rule_lists_are_parsed_from_bullets_or_numbers_and_near_duplicates_dropp
     assert parse_rule_list("a plain line\nanother") == ["a plain line", "another"]
     rules = union_rules([["DHL puts it after Waybill."], ["DHL puts it after Waybill", "FedEx: Airbill."]])
     assert rules == ["DHL puts it after Waybill.", "FedEx: Airbill."]
+    named = ['Take the value on the "Order" line.', 'Take the value on the "Code" line.']
+    assert union_rules([named, ['Take the value on the "code" line']]) == named  # other lines, other rules
 
 
 @pytest.mark.parametrize("text, problem", [
@@ -199,3 +201,58 @@ def test_evidence_reaches_the_proposer_when_asked(task_lm):
     proposals = [r for r in opt.requests if "new_text" in r.outputs]
     assert proposals and all("the predicted answer sits in the input line: word:" in r.fields["feedback"]
                              for r in proposals)
+
+
+# ----- the grounding check: rules that point at a phrase never on the answer's line ----------------------
+
+
+NOTE = "Track your order: 5551234\nWaybill: {n}\nInvoice: INV-1"
+
+
+@pytest.mark.parametrize("rule, problem", [
+    ('Look for the text "Track your order: " and extract the number.', "'track your order'"),
+    ("Use the `Invoice` line.", "'invoice'"),
+    ('The tracking number follows "Waybill".', None),  # the answer's own line
+    ('Ignore the "Track your order" line.', None),  # steering away from a decoy is not judged
+    ('Look for "Reference no." in the input.', None),  # a phrase no input has says nothing
+])
+def test_the_grounding_check_rejects_rules_pointing_at_a_decoy_line(rule, problem):
+    from dspy_fgo.rules import ungrounded_cue
+
+    runs = [(NOTE.format(n=n), [f"Waybill: {n}"]) for n in ("1234567890", "2345678901")]
+    found = ungrounded_cue(rule, runs)
+    assert (found is None) if problem is None else (problem in found and "2 inputs have it" in found)
+    assert ungrounded_cue(rule, runs[:1]) is None  # one input is too few to judge a cue
+
+
+def test_answer_lines_bring_the_label_of_a_value_on_its_own_line():
+    from dspy_fgo.rollout import Trajectory, answer_lines
+
+    traj = Trajectory(0, {"note": "Ref: X1\nTracking number:\n1234567\nOrder 99"}, {"tracking": "1234567"}, None, 0.0)
+    assert answer_lines(traj) == ["Tracking number:", "1234567"]
+
+
+def decoy_task(request) -> dict:
+    """Task LM: answers the "Order" line's value unless the instructions point at "Code"."""
+    lines = dict(line.split(": ") for line in request.fields.get("question", "").splitlines())
+    return {"answer": lines["Code"] if '"Code"' in request.system else lines["Order"]}
+
+
+def decoy_optimizer(request) -> dict:
+    if "new_rules" in request.outputs:
+        return {"new_rules": '- Take the value on the "Order" line.\n- Take the value on the "Code" line.'}
+    return rule_optimizer(request)
+
+
+@pytest.mark.parametrize("grounding", [True, False])
+def test_grounding_check_drops_the_decoy_rule_in_a_run(grounding):
+    train = [dspy.Example(question=f"Order: 55{i}\nCode: C{i}7", answer=f"C{i}7").with_inputs("question")
+             for i in range(4)]
+    with dspy.context(lm=FakeLM(decoy_task, model="fake/task")):
+        result = fgo(FakeLM(decoy_optimizer), update="rules", feedback="raw", check_grounding=grounding,
+                     num_subsets=1).compile(program(), trainset=train).fgo_result
+    step = result.subsets[0].steps[0]
+    text = result.subsets[0].best_candidate["self"]
+    assert '"Code" line' in text
+    assert ('"Order" line' in text) is not grounding
+    assert ("'order'" in step.rejected.get("self", "")) is grounding
