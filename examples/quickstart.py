@@ -33,6 +33,16 @@ def score(program, examples, metric, lm, threads):
         return dspy.Evaluate(devset=examples, metric=metric, num_threads=threads, display_progress=True)(program).score / 100
 
 
+def fgo_options(text):
+    """'a=1,b=true,c=rules' -> {"a": 1, "b": True, "c": "rules"}."""
+    options = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, _, value = item.partition("=")
+        lowered = value.lower()
+        options[key] = {"true": True, "false": False}.get(lowered, int(value) if value.isdigit() else value)
+    return options
+
+
 def make_lms(task_name, optimizer_name):
     """(task LM at temperature 0, optimizer LM, local server or None)."""
     server = None
@@ -57,6 +67,9 @@ def main():
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--num-threads", type=int, default=4, help="at least the local server's slots (4)")
     parser.add_argument("--out", default="fgo_quickstart")
+    parser.add_argument("--fgo", default="", help="more FGO options, e.g. 'update=rules,acceptance=tie,evidence=true'")
+    parser.add_argument("--plain-feedback", action="store_true",
+                        help="the metric's feedback says only expected against got (default: it also names the rule)")
     parser.add_argument("--task-lm", default="local", help="a litellm model string, or 'local' (embedded qwen0.5b)")
     parser.add_argument("--optimizer-lm", default="local", help="a litellm model string, or 'local' (qwen1.5b)")
     args = parser.parse_args()
@@ -70,8 +83,9 @@ def main():
         dspy.configure(lm=task_lm)
         program = task.program_factory()
         started = time.perf_counter()
-        optimizer = FGO(metric=task.feedback_metric, optimizer_lm=optimizer_lm, partition="category",
-                        epochs=args.epochs, merge_threshold=3, num_threads=args.num_threads, seed=0)
+        metric = task.plain_feedback_metric if args.plain_feedback else task.feedback_metric
+        optimizer = FGO(metric=metric, optimizer_lm=optimizer_lm, partition="category", epochs=args.epochs,
+                        merge_threshold=3, num_threads=args.num_threads, seed=0, **fgo_options(args.fgo))
         optimized = optimizer.compile(program, trainset=task.train, valset=task.val)
         minutes = (time.perf_counter() - started) / 60
 
