@@ -64,6 +64,7 @@ FGO_SWITCHES: dict[str, dict[str, Any]] = {
     "ground": {"check_grounding": True}, "noground": {"check_grounding": False},
     "evidence": {"evidence": True}, "noevidence": {"evidence": False},
     "full": {"backtest": "full"}, "race": {"backtest": "race"},
+    "prune": {"prune_rules": True}, "noprune": {"prune_rules": False},
 }
 
 

@@ -139,6 +139,7 @@ class RunContext:
     check_format: bool = True  # reject proposals that are code, JSON or a restated answer
     check_grounding: bool = False  # reject proposals that point at an input phrase never on the answer's line
     evidence: bool = False  # show, for a failed run, the input lines where the expected and predicted values sit
+    prune_rules: bool = False  # after an accepted rules merge, drop the rules that do not help on its union
     backtest: str = "full"  # a merge's back-test: the whole union ("full") or raced on growing slices ("race")
     seed_runs: SeedRuns = field(default_factory=SeedRuns)  # the estimate's pilot runs, reused once
 

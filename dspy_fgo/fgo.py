@@ -87,6 +87,7 @@ class TextGradOptimizer(Teleprompter):
         check_grounding: bool = False,
         evidence: bool = False,
         backtest: str = "full",
+        prune_rules: bool = False,
         estimate: bool = True,
         **unknown: Any,
     ):
@@ -116,6 +117,8 @@ class TextGradOptimizer(Teleprompter):
                                      ("acceptance", acceptance, ACCEPTANCE_MODES), ("backtest", backtest, BACKTEST_MODES)):
             if value not in choices:
                 raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+        if prune_rules and update != "rules":
+            raise ValueError("prune_rules=True ablates itemized rules: it needs update='rules'")
         if components not in COMPONENT_KINDS:
             raise ValueError(f"components must be one of {COMPONENT_KINDS}, got {components!r}")
         if epochs is not None and epochs < 1:
@@ -142,7 +145,7 @@ class TextGradOptimizer(Teleprompter):
         self.track_stats, self.track_best_outputs, self.use_mlflow = track_stats, track_best_outputs, use_mlflow
         self.feedback, self.update, self.acceptance, self.check_format = feedback, update, acceptance, check_format
         self.check_grounding, self.evidence = check_grounding, evidence
-        self.backtest = backtest
+        self.backtest, self.prune_rules = backtest, prune_rules
         self.estimate = estimate
 
     @property
@@ -286,7 +289,7 @@ class TextGradOptimizer(Teleprompter):
                          metric_five_args=five, ledger=Ledger(seed, keep_outputs=self.track_best_outputs),
                          feedback=self.feedback, update=self.update, acceptance=self.acceptance,
                          check_format=self.check_format, check_grounding=self.check_grounding, evidence=self.evidence,
-                         backtest=self.backtest)
+                         backtest=self.backtest, prune_rules=self.prune_rules)
         self._check_windows(run)
         return run
 

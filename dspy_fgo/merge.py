@@ -5,7 +5,8 @@ candidate embeddings (TF-IDF of their texts) and each cluster is merged recursiv
 candidates then form the next, smaller group. A small group is merged with one LM call per differing
 component, and every merged candidate is back-tested on the union of its members' examples. A merge
 that scores below its best member on the union is not passed up: the member is (``note`` says so).
-``backtest="race"`` stops a back-test early on a merge that is clearly worse (``backtest.py``).
+``backtest="race"`` stops a back-test early on a merge that is clearly worse (``backtest.py``);
+``prune_rules=True`` ablates an accepted rules merge rule by rule on the union (``prune.py``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .budget import BudgetExhausted, cut_to_tokens
 from .candidate import Candidate
 from .divide import embed_texts, kmeans_labels, labels_to_partition
 from .executor import parallel_map
+from .prune import prune_rules
 from .rollout import mean_score
 from .rules import join_rules, split_rules, union_rules
 from .signatures import MergeComponents
@@ -153,7 +155,18 @@ class LMMerger:
 
     def _merge_and_test(self, best: MergeNode, nodes: Sequence[MergeNode], indices: list[int]) -> dict[str, Any]:
         """The node's fields: the merged candidate and its union score, or the best member's when the merge
-        is worse (``proposed`` is the merge either way). Returned, not kept on ``self``: merges run on threads."""
+        is worse (``proposed`` is the merge either way); with ``prune_rules`` an accepted merge then loses the
+        rules that do not help on the union (``prune.py``). Returned, not kept on ``self``: merges run on threads."""
+        tested = self._back_tested_merge(best, nodes, indices)
+        if not self.run.prune_rules or tested.get("proposed") is None or tested["candidate"] != tested["proposed"]:
+            return tested
+        pruned = prune_rules(self.run, tested["candidate"], indices, self.threads)
+        if pruned.candidate != tested["candidate"]:
+            self.run.ledger.link(pruned.candidate, [tested["candidate"]], f"rule ablation of the merge: {pruned.note()}")
+        return {**tested, "candidate": pruned.candidate, "score": pruned.score,
+                "note": "; ".join(filter(None, (tested["note"], pruned.note())))}
+
+    def _back_tested_merge(self, best: MergeNode, nodes: Sequence[MergeNode], indices: list[int]) -> dict[str, Any]:
         candidate = self.merge_candidates(best.candidate, nodes)
         if candidate not in {n.candidate for n in nodes}:
             self.run.ledger.link(candidate, [n.candidate for n in nodes],

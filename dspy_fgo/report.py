@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from .merge import MergeNode
 from .optimize import StepRecord, SubsetResult
 from .result import FGOResult
+from .rules import split_rules
 
 
 def _cut(text: str | None, chars: int) -> str:
@@ -71,6 +72,9 @@ def merge_lines(node: MergeNode, chars: int) -> list[str]:
             if len({c.candidate.get(name) for c in node.children}) > 1:
                 lines += _block(node.proposed[name], f"  merged [{name}] ({_score(node.proposed_score)}): ",
                                 chars * 2)
+            if "pruned" in node.note:
+                kept = set(split_rules(node.candidate.get(name, ""))[1])
+                lines += [f"  pruned [{name}]: {rule}" for rule in split_rules(node.proposed[name])[1] if rule not in kept]
     return lines
 
 

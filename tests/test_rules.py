@@ -256,3 +256,38 @@ def test_grounding_check_drops_the_decoy_rule_in_a_run(grounding):
     assert '"Code" line' in text
     assert ('"Order" line' in text) is not grounding
     assert ("'order'" in step.rejected.get("self", "")) is grounding
+
+
+# ----- rule ablation after a merge --------------------------------------------------------------------
+
+
+def two_rule_optimizer(request):
+    """Subset c0 learns the uppercase rule; every other subset a rule that changes nothing."""
+    import re
+
+    if "new_rules" in request.outputs:
+        category = re.search(r"category: (c\d)", request.fields.get("feedback", ""))
+        if category and category.group(1) == "c0":
+            return {"new_rules": f"- {RULE}"}
+        return {"new_rules": "- Be polite to the user at all times."}
+    return rule_optimizer(request)
+
+
+@pytest.mark.parametrize("prune", [True, False])
+def test_pruning_drops_the_rule_that_does_not_help_and_keeps_the_one_that_does(task_lm, prune):
+    result = fgo(FakeLM(two_rule_optimizer), update="rules", acceptance="tie", partition="category", num_subsets=None,
+                 merge_clustering="none", prune_rules=prune).compile(
+        program(), trainset=word_examples(6, categories=2), valset=word_examples(2)).fgo_result
+    root = result.merge_root
+    assert "Be polite" in root.proposed["self"] and RULE in root.proposed["self"]
+    assert RULE in root.candidate["self"] and root.score == 1.0
+    assert ("Be polite" in root.candidate["self"]) is not prune
+    assert ("pruned 1 of 2 rules tried" in root.note) is prune
+    leaf_c0 = next(n for n in root.children if n.categories == ["c0"])
+    assert (root.candidate == leaf_c0.candidate) is prune  # pruned back to the rule that scores
+    assert ("pruned [self]: Be polite to the user at all times." in diagnosis_report(result)) is prune
+
+
+def test_pruning_needs_rules():
+    with pytest.raises(ValueError, match="update='rules'"):
+        FGO(metric=exact_metric, prune_rules=True)

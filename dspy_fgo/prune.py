@@ -1,0 +1,74 @@
+"""Rule ablation after a merge: drop the rules whose removal does not cost anything on the back-test.
+
+With ``update="rules"`` a merge is the union of its members' rules, and a small proposer LM mixes right
+rules with wrong ones ("Look for the "Track your order" line" next to "DHL writes it after "Waybill:"");
+the union keeps both. ``prune_rules=True`` then ablates the merged candidate rule by rule, last rule first
+(the union lists the best member's rules first): each candidate without one rule is raced against the
+current one on the merge's union (``backtest.race``: paired on growing slices, the current candidate's
+scores come from the ledger, so only the ablated one runs) and replaces it when it reaches the whole
+union at an equal or higher score. A removal that is clearly worse on a slice stops its race early: the
+rule helps and stays. Costs at most one back-test of the union per rule; when the budget runs out the
+pruning stops and the current candidate stands.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .backtest import race, scores_on
+from .budget import BudgetExhausted
+from .candidate import Candidate
+from .rules import join_rules, split_rules
+
+if TYPE_CHECKING:
+    from .context import RunContext
+
+logger = logging.getLogger("dspy." + __name__)
+
+
+@dataclass(frozen=True)
+class Pruned:
+    candidate: Candidate
+    score: float  # on the union
+    dropped: tuple[str, ...]  # the rules removed, in the order they were
+    tried: int  # rules ablated
+    runs: int  # task runs spent
+    stopped: str | None = None  # why pruning stopped before trying every rule
+
+    def note(self) -> str:
+        if not self.tried:
+            return ""
+        kept = f"pruned {len(self.dropped)} of {self.tried} rules tried ({self.runs} runs), union {self.score:.3f}"
+        return kept + (f"; {self.stopped}" if self.stopped else "")
+
+
+def without_rule(candidate: Candidate, name: str, rule: str) -> Candidate:
+    base, rules = split_rules(candidate[name])
+    return candidate.updated({name: join_rules(base, [r for r in rules if r != rule])})
+
+
+def prune_rules(run: RunContext, candidate: Candidate, indices: list[int], threads: int = 1) -> Pruned:
+    """``candidate`` without the rules that do not help on ``indices`` (module docstring)."""
+    from .merge import MergeNode  # merge.py imports this module
+
+    current = candidate
+    score_map, runs = scores_on(run, current, indices, threads)  # already run by the back-test: no new runs
+    score = sum(score_map.values()) / len(indices)
+    dropped: list[str] = []
+    tried = 0
+    for name in candidate:
+        for rule in reversed(split_rules(candidate[name])[1]):
+            ablated = without_rule(current, name, rule)
+            tried += 1
+            try:
+                raced = race(run, ablated, MergeNode(-1, current, list(indices), score), indices, threads)
+            except BudgetExhausted as exc:
+                logger.info("Budget reached (%s) while pruning rules", exc.reason)
+                return Pruned(current, score, tuple(dropped), tried - 1, runs, f"budget reached ({exc.reason})")
+            runs += raced.runs
+            if raced.accepted:
+                current, score = ablated, raced.merged_score
+                dropped.append(rule)
+    return Pruned(current, score, tuple(dropped), tried, runs)
