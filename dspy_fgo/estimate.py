@@ -65,6 +65,7 @@ PROPOSAL_GROWTH = 60  # a rewrite returns the current text and about this many t
 RULE_TOKENS, RULES_PER_STEP = 35, 2  # update="rules": a reply of 1 to 3 one-sentence rules
 LESSONS_TOKENS = 150  # a summary of one part of a step's feedback that did not fit the window
 VERSION_HEADER_TOKENS = 15  # "Version i: optimized on n examples (categories), score s"
+TOKENS_PER_RULE = 25  # one itemized rule, for the number of rules ``prune_rules`` ablates
 # Each step fixes this share of the failures left (an assumption: the step after a proposal critiques the
 # proposal's runs). It decides the later steps' critiques and how often a step is skipped as perfect.
 FIX_RATE = 0.5
@@ -471,6 +472,8 @@ def _expected(run: RunContext, jobs: Sequence[Job], sizes: _Sizes, f0: float, fi
         differ = 1 - math.prod(1 - m.changed for m in members)
         union = sum(m.size for m in members)
         metric += union - max(m.size for m in members) + differ * union  # the best member's and the merge's back-tests
+        if rules and run.prune_rules:  # at most one union back-test per rule (an upper bound: races stop early)
+            metric += differ * union * sum(m.growth for m in members) / TOKENS_PER_RULE
         for name, seed_tokens in sizes.component.items():
             if rules and seed_tokens + sum(m.growth for m in members) <= cap:
                 continue  # the union of the members' rules: an LM merge only when it is over the cap

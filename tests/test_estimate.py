@@ -166,3 +166,16 @@ def test_a_resumed_run_keeps_the_first_runs_estimate(lms, tmp_path):
     again = compile_fgo(FakeLM(rule_optimizer, model="fake/opt"), epochs=1, log_dir=str(tmp_path))
     assert again.accounting["estimate"] == first.accounting["estimate"]
     assert "estimate" not in again.accounting["stages"]  # no second pilot
+
+
+def test_rule_pruning_adds_its_back_tests_to_the_expected_metric_calls(lms):
+    task, opt = lms
+
+    def metric_calls(prune):
+        run = RunContext.create(dspy.Predict("question -> answer"), word_examples(12), exact_metric, optimizer_lm=opt,
+                                valset=word_examples(16)[12:], epochs=1, update="rules", prune_rules=prune)
+        jobs = DivideSchedule("random", num_subsets=4).plan(run, 1)
+        return estimate_run(run, jobs, levels=1, merge_threshold=4).metric_calls
+
+    plain, pruned = metric_calls(False), metric_calls(True)
+    assert pruned > plain  # one union back-test (12 runs) per expected rule of the merge, weighted by P(merge)
