@@ -17,8 +17,15 @@ from .budget import cut_to_tokens
 from .candidate import Candidate
 from .executor import parallel_map
 from .rollout import Trajectory, answer_lines, pack_within_budget, render_trajectory
-from .rules import (MAX_RULE_WORDS, instruction_problem, is_duplicate, join_rules, parse_rule_list, split_rules,
-                    ungrounded_cue)
+from .rules import (
+    MAX_RULE_WORDS,
+    instruction_problem,
+    is_duplicate,
+    join_rules,
+    parse_rule_list,
+    split_rules,
+    ungrounded_cue,
+)
 from .signatures import CritiqueTrajectory, ProposeComponent, ProposeRules, SummarizeCritiques
 
 if TYPE_CHECKING:
