@@ -104,10 +104,15 @@ def describe_callable(fn: Any) -> dict[str, str] | str | None:
     return {"name": name, "source": hashlib.sha256(source.encode()).hexdigest()[:16]}
 
 
+WHERE_SERVED = ("api_base", "base_url", "api_version")  # a local server's port changes per run, its answers do not
+
+
 def describe_lm(lm: Any) -> dict[str, Any] | None:
+    """An LM by class, model and settings, for fingerprints: not where it is served (a rerun of a local run
+    gets a new port and must still resume)."""
     if lm is None:
         return None
-    kwargs = scrub(dict(getattr(lm, "kwargs", None) or {}))
+    kwargs = scrub({k: v for k, v in dict(getattr(lm, "kwargs", None) or {}).items() if k not in WHERE_SERVED})
     return {"class": type(lm).__qualname__, "model": getattr(lm, "model", None), "settings": kwargs}
 
 

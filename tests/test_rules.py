@@ -291,3 +291,12 @@ def test_pruning_drops_the_rule_that_does_not_help_and_keeps_the_one_that_does(t
 def test_pruning_needs_rules():
     with pytest.raises(ValueError, match="update='rules'"):
         FGO(metric=exact_metric, prune_rules=True)
+
+
+def test_where_an_lm_is_served_does_not_change_the_run_fingerprint():
+    from dspy_fgo.persist import describe_lm
+
+    a = dspy.LM("openai/qwen0.5b", api_base="http://127.0.0.1:41001/v1", temperature=0.0)
+    b = dspy.LM("openai/qwen0.5b", api_base="http://127.0.0.1:52002/v1", temperature=0.0)
+    assert describe_lm(a) == describe_lm(b)  # a rerun's local server gets a new port and must still resume
+    assert describe_lm(a) != describe_lm(dspy.LM("openai/qwen0.5b", api_base="http://x/v1", temperature=0.7))
