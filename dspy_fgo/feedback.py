@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from .budget import cut_to_tokens
 from .candidate import Candidate
 from .executor import parallel_map
-from .rollout import Trajectory, answer_lines, pack_within_budget, render_trajectory
+from .rollout import Trajectory, answer_lines, input_lines, pack_within_budget, render_trajectory
 from .rules import (
     MAX_RULE_WORDS,
     instruction_problem,
@@ -106,7 +106,7 @@ def proposal_problem(run: RunContext, text: str, trajectories: Sequence[Trajecto
         if problem is not None:
             return problem
     if run.check_grounding:
-        return ungrounded_cue(text, [("\n".join(t.inputs.values()), answer_lines(t)) for t in trajectories])
+        return ungrounded_cue(text, [("\n".join(input_lines(t)), answer_lines(t)) for t in trajectories])
     return None
 
 
