@@ -65,6 +65,7 @@ FGO_SWITCHES: dict[str, dict[str, Any]] = {
     "evidence": {"evidence": True}, "noevidence": {"evidence": False},
     "full": {"backtest": "full"}, "race": {"backtest": "race"},
     "prune": {"prune_rules": True}, "noprune": {"prune_rules": False},
+    "pick1": {"valset_candidates": 1}, "pick4": {"valset_candidates": 4},
 }
 
 

@@ -147,6 +147,11 @@ class Budget(Shippable):
         with self._lock:
             self._reserved_examples = examples
 
+    def fits(self, examples: int) -> bool:
+        """Whether ``examples`` more program runs fit every limit now, beside what is reserved."""
+        with self._lock:
+            return self._refusal(max(1, round(examples * self._calls_per_run())), examples, False) is None
+
     def _calls_per_run(self) -> float:
         task = self.roles.get("task")
         return task.calls / self._task_runs if task is not None and self._task_runs else 1.0

@@ -140,6 +140,7 @@ class RunContext:
     check_grounding: bool = False  # reject proposals that point at an input phrase never on the answer's line
     evidence: bool = False  # show, for a failed run, the input lines where the expected and predicted values sit
     prune_rules: bool = False  # after an accepted rules merge, drop the rules that do not help on its union
+    valset_candidates: int = 1  # merge-tree nodes the final valset check scores (the root first)
     backtest: str = "full"  # a merge's back-test: the whole union ("full") or raced on growing slices ("race")
     seed_runs: SeedRuns = field(default_factory=SeedRuns)  # the estimate's pilot runs, reused once
 

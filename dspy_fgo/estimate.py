@@ -481,7 +481,11 @@ def _expected(run: RunContext, jobs: Sequence[Job], sizes: _Sizes, f0: float, fi
             mrg.add(differ, sizes.merge[name] + versions,
                     min(cap, seed_tokens + max(m.growth for m in members)) + PROPOSAL_GROWTH)
     if run.valset is not None:  # the seed and the winner on the valset, when the run changed something
-        metric += 2 * len(run.valset) * (1 - math.prod(1 - leaf.changed for leaf in leaves))
+        changed = 1 - math.prod(1 - leaf.changed for leaf in leaves)
+        metric += 2 * len(run.valset) * changed
+        extra = min(run.valset_candidates - 1, max(0, 2 * len(leaves) - 2)) * len(run.valset) * changed
+        limit = run.budget.limits.get("max_metric_calls")  # more nodes only on what the run left of its budget
+        metric += extra if limit is None else max(0.0, min(extra, limit - metric))
     return roles, metric
 
 

@@ -88,6 +88,7 @@ class TextGradOptimizer(Teleprompter):
         evidence: bool = False,
         backtest: str = "full",
         prune_rules: bool = False,
+        valset_candidates: int = 1,
         estimate: bool = True,
         **unknown: Any,
     ):
@@ -119,6 +120,8 @@ class TextGradOptimizer(Teleprompter):
                 raise ValueError(f"{name} must be one of {choices}, got {value!r}")
         if prune_rules and update != "rules":
             raise ValueError("prune_rules=True ablates itemized rules: it needs update='rules'")
+        if valset_candidates < 1:
+            raise ValueError(f"valset_candidates must be >= 1 (the root of the merge tree), got {valset_candidates}")
         if components not in COMPONENT_KINDS:
             raise ValueError(f"components must be one of {COMPONENT_KINDS}, got {components!r}")
         if epochs is not None and epochs < 1:
@@ -145,7 +148,7 @@ class TextGradOptimizer(Teleprompter):
         self.track_stats, self.track_best_outputs, self.use_mlflow = track_stats, track_best_outputs, use_mlflow
         self.feedback, self.update, self.acceptance, self.check_format = feedback, update, acceptance, check_format
         self.check_grounding, self.evidence = check_grounding, evidence
-        self.backtest, self.prune_rules = backtest, prune_rules
+        self.backtest, self.prune_rules, self.valset_candidates = backtest, prune_rules, valset_candidates
         self.estimate = estimate
 
     @property
@@ -289,7 +292,8 @@ class TextGradOptimizer(Teleprompter):
                          metric_five_args=five, ledger=Ledger(seed, keep_outputs=self.track_best_outputs),
                          feedback=self.feedback, update=self.update, acceptance=self.acceptance,
                          check_format=self.check_format, check_grounding=self.check_grounding, evidence=self.evidence,
-                         backtest=self.backtest, prune_rules=self.prune_rules)
+                         backtest=self.backtest, prune_rules=self.prune_rules,
+                         valset_candidates=self.valset_candidates)
         self._check_windows(run)
         return run
 
@@ -347,7 +351,8 @@ class TextGradOptimizer(Teleprompter):
     def _fingerprint_config(self) -> dict[str, Any]:
         """What decides the run's results (not threads, budgets, timeouts, retries or where it logs)."""
         ignore = {"log_dir", "num_threads", "budgets", "timeout", "max_retries", "executor", "auto", "max_full_evals",
-                  "track_stats", "track_best_outputs", "use_mlflow", "estimate"}
+                  "track_stats", "track_best_outputs", "use_mlflow", "estimate",
+                  "valset_candidates"}  # the valset scores are stored per candidate
         if self.backtest == "full":  # the default leaves the fingerprints of older log_dirs as they were
             ignore.add("backtest")
         return {k: v for k, v in self.config().items() if k not in ignore}

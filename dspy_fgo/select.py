@@ -1,9 +1,12 @@
 """Select: the final choice over the run's nodes, never worse than the seed, and the run's record.
 
 The merge tree passes up, at every level, the better of a merge and its best member, so its root is
-the best optimized node; it is compared with the seed on the valset (inside the budget: the check was
-reserved up front, and its scores are checkpointed), or without a valset on the union back-test over
-the trainset. Ties go to the seed.
+the best optimized node by the run's own back-tests; it is compared with the seed on the valset (inside
+the budget: the check was reserved up front, and its scores are checkpointed), or without a valset on
+the union back-test over the trainset. With ``valset_candidates=k`` the valset check also scores up to
+k-1 other nodes of the tree (best back-test score first), as far as what is left of the budget allows:
+with a small task LM, scores on a few subset examples predict the valset poorly. The best valset score
+wins; ties go to the seed, then to the node scored first.
 """
 
 from __future__ import annotations
@@ -54,21 +57,54 @@ def _train_scores(run: RunContext, subsets: Sequence[SubsetResult], root: MergeN
     return seed, opt
 
 
+def valset_nodes(root: MergeNode, seed: Candidate, k: int) -> list[MergeNode]:
+    """The root, then up to ``k - 1`` other nodes with distinct non-seed candidates, best back-test score
+    first (more examples, then the lower node id, break ties)."""
+    others = sorted((n for n in root.walk() if n is not root),
+                    key=lambda n: (-(n.score if n.score is not None else -1.0), -len(n.indices), n.node_id))
+    chosen, seen = [root], {seed, root.candidate}
+    for node in others:
+        if len(chosen) >= k:
+            break
+        if node.candidate not in seen:
+            chosen.append(node)
+            seen.add(node.candidate)
+    return chosen
+
+
+def _valset_choice(run: RunContext, root: MergeNode, threads: int):
+    try:
+        seed = _score_on(run, run.seed, run.valset, True, threads)
+        opt = _score_on(run, root.candidate, run.valset, True, threads)
+    except BudgetExhausted as exc:
+        return "seed", "seed", f"the valset check did not fit the budget ({exc.reason}): kept the seed", {}, {}
+    scores, best, best_score = {"seed": seed, "optimized": opt}, root, opt
+    for node in valset_nodes(root, run.seed, run.valset_candidates)[1:]:
+        stored = run.checkpoint.load_val(node.candidate) if run.checkpoint is not None else None
+        if stored is None and not run.budget.fits(len(run.valset)):
+            logger.info("valset check: what is left of the budget does not cover node %d", node.node_id)
+            break
+        try:  # beyond the reserved check: only what the optimization left of the budget
+            score = _score_on(run, node.candidate, run.valset, False, threads)
+        except BudgetExhausted as exc:
+            logger.info("valset check: node %d not scored (%s)", node.node_id, exc.reason)
+            break
+        scores[f"node {node.node_id}"] = score
+        if score > best_score:
+            best, best_score = node, score
+    name = "" if best is root else f" (node {best.node_id}, not the root)"
+    if best_score > seed:
+        return "optimized", best.node_id, f"valset score {best_score:.3f}{name} > seed's {seed:.3f}", scores, {}
+    return "seed", "seed", f"valset score {best_score:.3f}{name} <= seed's {seed:.3f}: kept the seed " \
+                           "(ties go to the seed)", scores, {}
+
+
 def choose(run: RunContext, subsets: Sequence[SubsetResult], root: MergeNode | None, threads: int):
     """(choice, node id, reason, valset scores, trainset scores)."""
     if root is None or root.candidate == run.seed:
         return "seed", "seed", "optimization changed nothing", {}, {}
     if run.valset is not None:
-        try:
-            seed = _score_on(run, run.seed, run.valset, True, threads)
-            opt = _score_on(run, root.candidate, run.valset, True, threads)
-        except BudgetExhausted as exc:
-            return "seed", "seed", f"the valset check did not fit the budget ({exc.reason}): kept the seed", {}, {}
-        scores = {"seed": seed, "optimized": opt}
-        if opt > seed:
-            return "optimized", root.node_id, f"valset score {opt:.3f} > seed's {seed:.3f}", scores, {}
-        return "seed", "seed", f"valset score {opt:.3f} <= seed's {seed:.3f}: kept the seed (ties go to the seed)", \
-            scores, {}
+        return _valset_choice(run, root, threads)
     try:
         seed, opt = _train_scores(run, subsets, root, threads)
     except BudgetExhausted as exc:
@@ -83,7 +119,7 @@ def choose(run: RunContext, subsets: Sequence[SubsetResult], root: MergeNode | N
 def select_and_record(run: RunContext, subsets: Sequence[SubsetResult], root: MergeNode | None,
                       config: dict[str, Any], started: float, threads: int) -> dspy.Module:
     choice, node, reason, val_scores, train_scores = choose(run, subsets, root, threads)
-    final = run.seed if choice == "seed" else root.candidate
+    final = run.seed if choice == "seed" else next(n.candidate for n in root.walk() if n.node_id == node)
     program = final.apply(run.student)
     stopped = run.budget.stopped or next((s.stopped for s in subsets if s.stopped), None)
     program.fgo_result = FGOResult(

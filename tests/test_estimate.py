@@ -10,12 +10,14 @@ What the fakes do that the estimate cannot know, and so where it is off on them:
 """
 
 import json
+import math
 
 import dspy
 import pytest
 from fakes import FakeLM, exact_metric, rule_optimizer, uppercase_task, word_examples
 
 from dspy_fgo import FGO, AllAtOnce, FGOResult
+from dspy_fgo.budget import Budget
 from dspy_fgo.context import RunContext
 from dspy_fgo.divide import DivideSchedule
 from dspy_fgo.estimate import CostEstimate, estimate_run
@@ -179,3 +181,18 @@ def test_rule_pruning_adds_its_back_tests_to_the_expected_metric_calls(lms):
 
     plain, pruned = metric_calls(False), metric_calls(True)
     assert pruned > plain  # one union back-test (12 runs) per expected rule of the merge, weighted by P(merge)
+
+
+def test_more_valset_candidates_add_valset_runs_up_to_what_the_budget_leaves(lms):
+    task, opt = lms
+
+    def metric_calls(k, limit=None):
+        run = RunContext.create(dspy.Predict("question -> answer"), word_examples(12), exact_metric, optimizer_lm=opt,
+                                valset=word_examples(16)[12:], epochs=1, valset_candidates=k,
+                                budget=Budget(max_metric_calls=limit))
+        jobs = DivideSchedule("random", num_subsets=4).plan(run, 1)
+        return estimate_run(run, jobs, levels=1, merge_threshold=4).metric_calls
+
+    one, three = metric_calls(1), metric_calls(3)
+    assert 0 < three - one <= 2 * 4  # two more nodes on the 4 valset examples, weighted by P(anything changed)
+    assert metric_calls(3, limit=math.ceil(one)) <= math.ceil(one)

@@ -12,6 +12,9 @@ from fakes import RULE, FakeLM, exact_metric, rule_optimizer, uppercase_task, wo
 
 from dspy_fgo import FGO, LMFailedError, save_program
 from dspy_fgo.budget import count_tokens
+from dspy_fgo.candidate import Candidate
+from dspy_fgo.merge import MergeNode
+from dspy_fgo.select import valset_nodes
 
 
 @pytest.fixture(autouse=True)
@@ -308,6 +311,56 @@ def test_a_bad_merge_is_not_returned_when_its_members_are_better(with_valset):
     assert "lowercase" not in result.final_candidate["self"] and RULE in result.final_candidate["self"]
     assert result.merge_root.score == 1.0 and "kept the member" in result.merge_root.note
     assert result.final_choice == "optimized" and result.selected == result.merge_root.node_id
+
+
+def _poisoned_merge_run(valset_candidates, max_metric_calls=None):
+    """Two subsets find the rule; the merge adds a phrase that breaks the valset only: the root is the merge."""
+    def task(request):
+        out = uppercase_task(request)
+        if "POISON" in request.system and "val" in request.fields.get("question", ""):
+            out["answer"] = out["answer"].lower()
+        return out
+
+    def opt_handler(request):
+        out = rule_optimizer(request)
+        if "merged_text" in request.outputs:
+            out["merged_text"] += " POISON."
+        elif "new_text" in out and RULE in out["new_text"]:  # the subsets' texts differ, so the merge LM runs
+            out["new_text"] += f" (version {len(request.fields['feedback']) % 97})"
+        return out
+
+    with dspy.context(lm=FakeLM(task)):
+        return FGO(metric=exact_metric, optimizer_lm=FakeLM(opt_handler), num_subsets=2, epochs=1, num_threads=1,
+                   valset_candidates=valset_candidates, max_metric_calls=max_metric_calls).compile(
+            predict(), trainset=word_examples(12), valset=val()).fgo_result
+
+
+def test_valset_candidates_lets_a_subset_result_win_when_the_root_fails_the_valset():
+    only_root = _poisoned_merge_run(1)
+    assert "POISON" in only_root.merge_root.candidate["self"]
+    assert only_root.final_choice == "seed" and set(only_root.val_scores) == {"seed", "optimized"}
+    three = _poisoned_merge_run(3)
+    assert three.final_choice == "optimized" and three.selected != three.merge_root.node_id
+    assert RULE in three.final_candidate["self"] and "POISON" not in three.final_candidate["self"]
+    assert three.val_scores["optimized"] == 0.0 and max(three.val_scores.values()) == 1.0
+    assert "not the root" in three.reason
+
+
+def test_extra_valset_candidates_use_only_what_the_budget_left():
+    tight = _poisoned_merge_run(3, max_metric_calls=50)  # 48 spent with the reserved check: 2 left, 3 needed
+    assert tight.accounting["metric_calls"] <= 50 and tight.stopped is None
+    assert not any(k.startswith("node") for k in tight.val_scores) and tight.final_choice == "seed"
+    roomy = _poisoned_merge_run(3, max_metric_calls=60)
+    assert roomy.accounting["metric_calls"] <= 60 and roomy.final_choice == "optimized"
+
+
+def test_valset_nodes_skip_the_seed_and_duplicates_and_rank_by_score():
+    seed, a, b = Candidate({"self": "s"}), Candidate({"self": "a"}), Candidate({"self": "b"})
+    leaves = [MergeNode(0, a, [0, 1], 0.5), MergeNode(1, seed, [2, 3], 1.0), MergeNode(2, b, [4], 0.75),
+              MergeNode(3, a, [5, 6, 7], 0.9)]
+    root = MergeNode(4, b, list(range(8)), 0.6, leaves)
+    assert [n.node_id for n in valset_nodes(root, seed, 3)] == [4, 3]  # b is the root's; seed skipped
+    assert [n.node_id for n in valset_nodes(root, seed, 1)] == [4]
 
 
 # ----- timeouts and interrupts ---------------------------------------------------------------------
