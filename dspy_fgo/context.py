@@ -27,6 +27,7 @@ from .executor import Shippable, check_interrupt
 from .ledger import Ledger
 from .persist import Checkpoint, collect_secrets, redact
 from .rollout import MetricContract, Trajectory, run_examples
+from .signatures import prompt_adapter
 
 logger = logging.getLogger("dspy." + __name__)
 
@@ -192,7 +193,7 @@ class RunContext:
     def call(self, signature: type[dspy.Signature], role: str, **inputs: str) -> dspy.Prediction | None:
         """One FGO prompt on the role's LM under the policy; a final failure gives None (recorded)."""
         def predict(attempt: int) -> dspy.Prediction:
-            with self.budget.role(role), dspy.context(lm=self.lms[role]):
+            with self.budget.role(role), dspy.context(lm=self.lms[role], adapter=prompt_adapter()):
                 # a new rollout_id makes DSPy's cache miss, so a retry is a fresh sample
                 return dspy.Predict(signature)(**inputs, config={"rollout_id": attempt} if attempt else {})
 

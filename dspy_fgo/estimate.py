@@ -46,6 +46,7 @@ from .signatures import (
     ProposeComponent,
     ProposeRules,
     SummarizeCritiques,
+    prompt_adapter,
 )
 
 if TYPE_CHECKING:
@@ -264,7 +265,7 @@ def run_pilot(run: RunContext, indices: Sequence[int], threads: int = 1) -> Pilo
 
 def prompt_tokens(run: RunContext, role: str, signature: type[dspy.Signature], **inputs: str) -> int:
     """Tokens of the prompt ``run.call(signature, role, **inputs)`` would send (the adapter's messages)."""
-    adapter = dspy.settings.adapter or dspy.ChatAdapter()
+    adapter = prompt_adapter()
     messages = adapter.format(signature, demos=[], inputs=inputs)
     return run.tokens("\n".join(str(m.get("content", "")) for m in messages), role)
 

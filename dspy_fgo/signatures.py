@@ -1,6 +1,33 @@
-"""The prompts FGO sends, as ``dspy.Signature`` classes (DSPy's adapters format and parse them)."""
+"""The prompts FGO sends, as ``dspy.Signature`` classes, and the adapter that formats and parses them."""
+
+import re
+from typing import Any
 
 import dspy
+from dspy.utils.exceptions import AdapterParseError
+
+_FIELD_MARKER = re.compile(r"\[\[ ## \w+ ## \]\]")
+
+
+class PromptAdapter(dspy.ChatAdapter):
+    """DSPy's ChatAdapter, but a reply without field markers to a one-field prompt is that field's value.
+
+    Small optimizer LMs often answer "- Look for ..." with no ``[[ ## new_rules ## ]]`` header; the stock
+    adapter then asks again in JSON (a second call) and fails, and a retry doubles that again."""
+
+    def parse(self, signature: type[dspy.Signature], completion: str) -> dict[str, Any]:
+        try:
+            return super().parse(signature, completion)
+        except AdapterParseError:
+            text = completion.strip()
+            if len(signature.output_fields) != 1 or not text or _FIELD_MARKER.search(text):
+                raise
+            return {next(iter(signature.output_fields)): text}
+
+
+def prompt_adapter() -> dspy.Adapter:
+    """The adapter FGO's own prompts use: the one the user configured, else :class:`PromptAdapter`."""
+    return dspy.settings.adapter or PromptAdapter()
 
 
 class CritiqueTrajectory(dspy.Signature):

@@ -135,12 +135,28 @@ def test_garbage_from_the_optimizer_lm_is_recorded_not_fatal(lms):
     task, _ = lms
 
     def garbage(request):
-        return rule_optimizer(request) if "critique" in request.outputs else "I don't know how to format this"
+        return rule_optimizer(request) if "critique" in request.outputs else "[[ ## wrong_field ## ]]\nno idea"
 
     optimized = fgo(FakeLM(garbage)).compile(dspy.Predict("question -> answer"), trainset=word_examples(8))
     result = optimized.fgo_result
     assert any(e["stage"] == "optimizer" for e in result.errors)
     assert result.final_choice == "seed" and result.reason == "optimization changed nothing"
+
+
+def test_a_reply_without_field_markers_is_the_field_in_one_call(lms):
+    """A small LM's bare "- rule" reply is used as it is, not re-asked in JSON (a second call) and retried."""
+    task, _ = lms
+
+    def bare(request):
+        reply = rule_optimizer(request)
+        return reply["new_rules"] if "new_rules" in reply else reply
+
+    opt = FakeLM(bare)
+    optimized = fgo(opt, update="rules", num_subsets=1).compile(dspy.Predict("question -> answer"),
+                                                                trainset=word_examples(4))
+    proposals = [r for r in opt.requests if "new_rules" in r.outputs]
+    assert RULE in optimized.fgo_result.final_candidate["self"]
+    assert len(proposals) == 1 and not optimized.fgo_result.errors
 
 
 def test_metric_feedback_reaches_the_critic(lms):
