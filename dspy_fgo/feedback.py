@@ -35,6 +35,8 @@ logger = logging.getLogger("dspy." + __name__)
 
 CORRECT_CRITIQUE = "Correct: the prediction matches the expected answer; keep what made it work."
 MIN_FEEDBACK_TOKENS = 100
+# the error-log stage of proposals the checks dropped (counted apart from the optimizer LM's failures)
+REJECTED = "proposal check"
 
 
 @dataclass(frozen=True)
@@ -117,7 +119,7 @@ def checked_text(run: RunContext, text: str, trajectories: Sequence[Trajectory],
     if problem is None:
         return text
     rejected[name] = problem
-    run.errors.record("optimizer", f"proposal for component {name!r} {problem}: rejected", kind="format")
+    run.errors.record(REJECTED, f"proposal for component {name!r} {problem}: rejected")
     return None
 
 
@@ -134,7 +136,7 @@ def add_rules(run: RunContext, current: str, reply: str, trajectories: Sequence[
             added.append(rule)
     if problems:
         rejected[name] = "; ".join(problems)
-        run.errors.record("optimizer", f"rules for component {name!r} rejected: {rejected[name]}", kind="format")
+        run.errors.record(REJECTED, f"rules for component {name!r} rejected: {rejected[name]}")
     return join_rules(base, rules + added) if added else None
 
 

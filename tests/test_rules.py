@@ -130,6 +130,7 @@ def test_the_format_check_rejects_a_code_proposal_and_records_why(task_lm, check
     assert step.proposed == {"self": "self.answer = question.upper()"}
     assert bool(step.changed) is changed
     assert ("code" in step.rejected.get("self", "")) is check
+    assert result.error_counts.get("proposal check", 0) == int(check) and "optimizer" not in result.error_counts
 
 
 def test_bad_mode_names_are_clear_errors():
