@@ -91,7 +91,7 @@ def test_task_and_critique_prompts_are_measured_exactly(lms):
     assert abs(est["evaluator"]["prompt_tokens"] - roles["evaluator"]["prompt_tokens"]) <= 12
     pilot = result.accounting["estimate"]["pilot"]
     per_run = (roles["task"]["prompt_tokens"] + roles["task"]["completion_tokens"]) / roles["task"]["calls"]
-    assert pilot["runs"] == 4 and pilot["failure_rate"] == 1.0 and pilot["task_calls_per_run"] == 1.0
+    assert pilot["runs"] == 12 and pilot["failure_rate"] == 1.0 and pilot["task_calls_per_run"] == 1.0
     assert abs(pilot["task_tokens_per_run"] - per_run) / per_run < 0.1
 
 
@@ -103,7 +103,7 @@ def test_the_pilot_costs_no_extra_metric_calls_and_no_optimizer_calls(lms):
     assert with_estimate.total_metric_calls == without.total_metric_calls
     assert calls == task.calls - calls  # the task LM ran as often (the pilot's runs were the first step's)
     stages = with_estimate.accounting["stages"]
-    assert stages["estimate"]["metric_calls"] == 4 and set(stages["estimate"]["roles"]) == {"task"}
+    assert stages["estimate"]["metric_calls"] == 12 and set(stages["estimate"]["roles"]) == {"task"}
     assert "estimate" not in without.accounting and "estimate" not in without.summary()
     assert with_estimate.final_candidate == without.final_candidate
 
@@ -142,10 +142,10 @@ def test_estimate_run_alone_calls_no_optimizer_side_lm(lms):
                             valset=word_examples(16)[12:], epochs=2)
     jobs = DivideSchedule("random", num_subsets=4).plan(run, 2)
     estimate = estimate_run(run, jobs, levels=1, merge_threshold=4)
-    assert opt.calls == 0 and task.calls == 4
-    assert isinstance(estimate, CostEstimate) and len(run.seed_runs) == 4  # kept for the first step
+    assert opt.calls == 0 and task.calls == 12
+    assert isinstance(estimate, CostEstimate) and len(run.seed_runs) == 12  # kept for the first step
     table = estimate.table().splitlines()
-    assert table[0].startswith("Cost estimate (pilot: 4 seed runs, 100% failed")
+    assert table[0].startswith("Cost estimate (pilot: 12 seed runs, 100% failed")
     assert [line.split()[0] for line in table[2:6]] == ["task", "evaluator", "optimizer", "merge"]
     assert estimate.to_dict()["optimizer_side"]["calls"] == round(estimate.optimizer_side.calls)
 
