@@ -353,15 +353,22 @@ class _Member:
     growth: float  # expected tokens its steps added to each component
 
 
-def _merge_groups(leaves: list[_Member], threshold: int | None) -> list[list[_Member]]:
+def _merged(nodes: Sequence[_Member], union: bool) -> _Member:
+    """A merge of ``nodes``: its text grows by the members' rules together (``union``) or the longest's."""
+    growths = [n.growth for n in nodes]
+    return _Member(sum(n.size for n in nodes), 1 - math.prod(1 - n.changed for n in nodes),
+                   sum(growths) if union else max(growths))
+
+
+def _merge_groups(leaves: list[_Member], threshold: int | None, union: bool = False) -> list[list[_Member]]:
     """The groups the progressive merge (``merge.progressive_merge``) merges with one LM call per
-    differing component, bottom-up, the tree's shape over ``leaves`` (balanced clusters of ceil(n/k))."""
+    differing component, bottom-up, the tree's shape over ``leaves`` (balanced clusters of ceil(n/k));
+    the root's group comes last."""
     groups: list[list[_Member]] = []
 
     def merged(nodes: list[_Member]) -> _Member:
         groups.append(nodes)
-        return _Member(sum(n.size for n in nodes), 1 - math.prod(1 - n.changed for n in nodes),
-                       max(n.growth for n in nodes))
+        return _merged(nodes, union)
 
     def build(nodes: list[_Member]) -> _Member:
         if len(nodes) == 1:
@@ -396,9 +403,10 @@ def estimate_run(run: RunContext, jobs: Sequence[Job], levels: int, *, merge_thr
     per_call, per_prompt, per_completion = pilot.per_run()
 
     def expected(fix_rate: float, merges: bool) -> tuple[dict[str, RoleEstimate], float]:
-        roles, metric = _expected(run, jobs, sizes, f0, fix_rate, merge_threshold if merges else None,
-                                  divide_by_failures)
-        roles["task"] = RoleEstimate(metric * per_call, metric * per_prompt, metric * per_completion)
+        roles, metric, grown = _expected(run, jobs, sizes, f0, fix_rate, merge_threshold if merges else None,
+                                         divide_by_failures)
+        roles["task"] = RoleEstimate(metric * per_call, metric * per_prompt + grown * per_call,
+                                     metric * per_completion)
         for role, usage in roles.items():
             usage.cost = price(run.lms[role].model, round(usage.prompt_tokens), round(usage.completion_tokens))
         return roles, metric
@@ -421,15 +429,17 @@ def estimate_run(run: RunContext, jobs: Sequence[Job], levels: int, *, merge_thr
 
 
 def _expected(run: RunContext, jobs: Sequence[Job], sizes: _Sizes, f0: float, fix_rate: float,
-              merge_threshold: int | None, divide_by_failures: bool) -> tuple[dict[str, RoleEstimate], float]:
-    """Expected optimizer-side usage per role and metric calls, when the seed fails a share ``f0`` of its
-    runs and each step fixes a share ``fix_rate`` of the failures left."""
+              merge_threshold: int | None, divide_by_failures: bool) -> tuple[dict[str, RoleEstimate], float, float]:
+    """Expected optimizer-side usage per role, metric calls, and the task prompt tokens those runs add to the
+    pilot's (the candidates' texts grow with each step), when the seed fails a share ``f0`` of its runs and
+    each step fixes a share ``fix_rate`` of the failures left."""
     roles = {role: RoleEstimate() for role in OPTIMIZER_SIDE}
     ev, opt, mrg = roles["evaluator"], roles["optimizer"], roles["merge"]
     rules = run.update == "rules"
     step_growth = RULES_PER_STEP * RULE_TOKENS if rules else PROPOSAL_GROWTH
     cap = run.max_component_tokens
-    metric = 0.0
+    texts = len(sizes.component)
+    metric = grown = 0.0
     if divide_by_failures:  # the seed on the whole trainset, its failures critiqued
         metric += len(run.trainset)
         if run.feedback != "raw":
@@ -448,6 +458,7 @@ def _expected(run: RunContext, jobs: Sequence[Job], sizes: _Sizes, f0: float, fi
                 runs *= previous_runs  # the last step's runs again: a skipped step stays skipped
             elif not (divide_by_failures and step == 0):
                 metric += s  # the current candidate's runs on the batch
+                grown += s * growth * texts
             previous, previous_runs = list(batch), runs
             if run.feedback != "raw" and not (critiques_cached and step == 0):
                 ev.add(s * runs if run.critique_successes else s * f, sizes.critique + growth * len(sizes.component),
@@ -468,16 +479,23 @@ def _expected(run: RunContext, jobs: Sequence[Job], sizes: _Sizes, f0: float, fi
                 opt.add(runs, sizes.propose[name] + growth + shown, reply)
             if job.keep_best:
                 metric += runs * s  # the proposal's runs on the batch
+                grown += runs * s * (growth + step_growth) * texts
             growth += runs * step_growth
             changed = 1 - (1 - changed) * (1 - runs)
         leaves.append(_Member(len(job.indices), changed, growth))
 
-    for members in _merge_groups(leaves, merge_threshold):
+    groups = _merge_groups(leaves, merge_threshold, union=rules)
+    for members in groups:
         differ = 1 - math.prod(1 - m.changed for m in members)
         union = sum(m.size for m in members)
-        metric += union - max(m.size for m in members) + differ * union  # the best member's and the merge's back-tests
+        merged = _merged(members, rules).growth
+        best = union - max(m.size for m in members)  # the best member's back-test on the rest of the union
+        metric += best + differ * union  # and the merge's on all of it
+        grown += (best * max(m.growth for m in members) + differ * union * merged) * texts
         if rules and run.prune_rules:  # at most one union back-test per rule (an upper bound: races stop early)
-            metric += differ * union * sum(m.growth for m in members) / TOKENS_PER_RULE
+            ablations = differ * union * sum(m.growth for m in members) / TOKENS_PER_RULE
+            metric += ablations
+            grown += ablations * merged * texts
         for name, seed_tokens in sizes.component.items():
             if rules and seed_tokens + sum(m.growth for m in members) <= cap:
                 continue  # the union of the members' rules: an LM merge only when it is over the cap
@@ -486,11 +504,15 @@ def _expected(run: RunContext, jobs: Sequence[Job], sizes: _Sizes, f0: float, fi
                     min(cap, seed_tokens + max(m.growth for m in members)) + PROPOSAL_GROWTH)
     if run.valset is not None:  # the seed and the winner on the valset, when the run changed something
         changed = 1 - math.prod(1 - leaf.changed for leaf in leaves)
+        root = _merged(groups[-1], rules) if groups else max(leaves, key=lambda m: m.growth, default=_Member(0, 0, 0))
         metric += 2 * len(run.valset) * changed
+        grown += len(run.valset) * changed * root.growth * texts
         extra = min(run.valset_candidates - 1, max(0, 2 * len(leaves) - 2)) * len(run.valset) * changed
         limit = run.budget.limits.get("max_metric_calls")  # more nodes only on what the run left of its budget
-        metric += extra if limit is None else max(0.0, min(extra, limit - metric))
-    return roles, metric
+        extra = extra if limit is None else max(0.0, min(extra, limit - metric))
+        metric += extra
+        grown += extra * _mean([m.growth for m in leaves] or [0.0]) * texts
+    return roles, metric, grown
 
 
 def budget_warnings(estimate: CostEstimate, pilot: Pilot) -> list[str]:

@@ -11,6 +11,7 @@ What the fakes do that the estimate cannot know, and so where it is off on them:
 
 import json
 import math
+import random
 
 import dspy
 import pytest
@@ -196,3 +197,26 @@ def test_more_valset_candidates_add_valset_runs_up_to_what_the_budget_leaves(lms
     one, three = metric_calls(1), metric_calls(3)
     assert 0 < three - one <= 2 * 4  # two more nodes on the 4 valset examples, weighted by P(anything changed)
     assert metric_calls(3, limit=math.ceil(one)) <= math.ceil(one)
+
+
+def test_task_prompt_tokens_count_the_rules_the_candidates_grow_by(lms):
+    """Each step adds two ~35-token rules that fix nothing (ties kept): later runs carry longer instructions."""
+    rng = random.Random(0)
+    vocabulary = [f"{a}{b}" for a in ("check", "read", "note", "keep", "mark", "find") for b in "abcdefghijklmnop"]
+
+    def rule() -> str:  # distinct words: no two rules are duplicates
+        return "Always " + " ".join(rng.sample(vocabulary, 22)) + "."
+
+    def growing(request):
+        if "new_rules" not in request.outputs:
+            return rule_optimizer(request)
+        return {"new_rules": f"- {rule()}\n- {rule()}"}
+
+    with dspy.context(lm=FakeLM(lambda request: {"answer": "never"}, model="fake/task")):
+        result = compile_fgo(FakeLM(growing, model="fake/opt"), n=16, epochs=2, update="rules", feedback="raw",
+                             acceptance="tie")
+    est, actual = result.accounting["estimate"]["roles"]["task"], result.accounting["roles"]["task"]
+    pilot = result.accounting["estimate"]["pilot"]
+    flat = result.accounting["estimate"]["metric_calls"] * pilot["task_tokens_per_run"]  # the seed's size only
+    assert actual["prompt_tokens"] > 1.25 * flat  # the growth matters here
+    assert 0.75 * est["prompt_tokens"] <= actual["prompt_tokens"] <= 1.25 * est["prompt_tokens"]
