@@ -113,14 +113,15 @@ def ungrounded_cue(text: str, runs: Sequence[tuple[str, Sequence[str]]]) -> str 
     is never on a line that holds the expected answer.
 
     ``runs`` are (input text, the input lines holding the expected answer) of the examples the proposal
-    was made from (``rollout.answer_lines``); runs whose answer is not in the input say nothing. A sentence
-    with a negation ("ignore", "not", "instead", ...) may be steering away from the phrase and is not judged.
+    was made from (``rollout.answer_lines``); runs whose answer is not in the input say nothing. A clause
+    with a negation ("ignore", "not", "instead", ...) may be steering away from the phrase and is not judged;
+    the other clauses of its sentence are ("If the number is not present, look for "Track your order"").
     """
     grounded = [(inputs.lower(), [line.lower() for line in lines]) for inputs, lines in runs if lines]
-    for sentence in re.split(r"(?<=[.!?;])\s+", text):
-        if _NEGATION.search(sentence):
+    for clause in _clauses(text):
+        if _NEGATION.search(clause):
             continue
-        for key in sorted(quoted_phrases(sentence)):
+        for key in sorted(quoted_phrases(clause)):
             if len(key) < 3 or not any(c.isalpha() for c in key):
                 continue
             having = [lines for inputs, lines in grounded if key in inputs]
@@ -128,6 +129,14 @@ def ungrounded_cue(text: str, runs: Sequence[tuple[str, Sequence[str]]]) -> str 
                 return (f"points at {key!r}, which is on no line holding the expected answer "
                         f"({len(having)} inputs have it)")
     return None
+
+
+def _clauses(text: str) -> list[str]:
+    """The sentences of ``text`` cut at commas and colons outside quotes (a quoted phrase stays whole)."""
+    out = []
+    for sentence in re.split(r"(?<=[.!?;])\s+", text):
+        out += [c for c in re.split(r"""[,:](?=(?:[^"]*"[^"]*")*[^"]*$)""", sentence) if c.strip()]
+    return out
 
 
 def _normal(text: str) -> str:
