@@ -70,9 +70,11 @@ RULE_TOKENS, RULES_PER_STEP = 35, 2  # update="rules": a reply of 1 to 3 one-sen
 LESSONS_TOKENS = 150  # a summary of one part of a step's feedback that did not fit the window
 VERSION_HEADER_TOKENS = 15  # "Version i: optimized on n examples (categories), score s"
 TOKENS_PER_RULE = 25  # one itemized rule, for the number of rules ``prune_rules`` ablates
-# Each step fixes this share of the failures left (an assumption: the step after a proposal critiques the
-# proposal's runs). It decides the later steps' critiques and how often a step is skipped as perfect.
-FIX_RATE = 0.5
+# Each step fixes this share of the failures left (the step after a proposal critiques the proposal's runs).
+# It decides the later steps' critiques and how often a step is skipped as perfect. Measured on the stored
+# tracking runs (qwen1.5b proposing for qwen0.5b): 0.03 to 0.30 per step, 0.12 pooled over 184 failures;
+# 0.5, assumed before, made later steps' prompts look smaller than they were (optimizer prompts x1.5).
+FIX_RATE = 0.15
 
 
 # ----- the estimate ------------------------------------------------------------------------------------

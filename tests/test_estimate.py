@@ -57,7 +57,7 @@ CONFIGS = [
     (1, "rules", "critique"),
     (1, "rules", "raw"),
     pytest.param(2, "rewrite", "critique", marks=pytest.mark.xfail(strict=True, reason=OFF)),  # x0.62, x0.47
-    (2, "rewrite", "raw"),
+    pytest.param(2, "rewrite", "raw", marks=pytest.mark.xfail(strict=True, reason=OFF)),  # x0.73: no merge needed
     pytest.param(2, "rules", "critique", marks=pytest.mark.xfail(strict=True, reason=OFF)),  # x0.62, x0.50
     (2, "rules", "raw"),
 ]
