@@ -104,6 +104,7 @@ def instruction_problem(text: str, answers: Iterable[str] = (), max_words: int |
 _QUOTED = re.compile(r'"([^"\n]{2,60})"|\u201c([^\u201d\n]{2,60})\u201d|`([^`\n]{2,60})`|(?<!\w)\'([^\'\n]{2,60})\'(?!\w)')
 _NEGATION = re.compile(r"\b(not|never|ignore|avoid|don'?t|instead|except|rather|unless|other than|skip|exclude|"
                        r"neither|nor|without|but)\b", re.IGNORECASE)
+_CONDITION = re.compile(r"\s*(if|when|whenever|in case|otherwise)\b", re.IGNORECASE)
 MIN_GROUNDING_RUNS = 2  # inputs holding a cue before the check says anything about it
 
 
@@ -113,9 +114,10 @@ def ungrounded_cue(text: str, runs: Sequence[tuple[str, Sequence[str]]]) -> str 
     is never on a line that holds the expected answer.
 
     ``runs`` are (input text, the input lines holding the expected answer) of the examples the proposal
-    was made from (``rollout.answer_lines``); runs whose answer is not in the input say nothing. A clause
+    was made from (``rollout.answer_lines``); runs whose answer is not in the input say nothing. A sentence
     with a negation ("ignore", "not", "instead", ...) may be steering away from the phrase and is not judged;
-    the other clauses of its sentence are ("If the number is not present, look for "Track your order"").
+    a leading condition is judged apart from the rest ("If the number is not present, look for "Track your
+    order"" is judged on its second part).
     """
     grounded = [(inputs.lower(), [line.lower() for line in lines]) for inputs, lines in runs if lines]
     for clause in _clauses(text):
@@ -132,10 +134,13 @@ def ungrounded_cue(text: str, runs: Sequence[tuple[str, Sequence[str]]]) -> str 
 
 
 def _clauses(text: str) -> list[str]:
-    """The sentences of ``text`` cut at commas and colons outside quotes (a quoted phrase stays whole)."""
+    """The sentences of ``text``, a leading condition ("If the number is not present, ...") cut from the rest
+    at its first comma outside quotes; other commas do not cut ("Ignore "A", "B" and "C"" stays whole)."""
     out = []
     for sentence in re.split(r"(?<=[.!?;])\s+", text):
-        out += [c for c in re.split(r"""[,:](?=(?:[^"]*"[^"]*")*[^"]*$)""", sentence) if c.strip()]
+        parts = re.split(r""",(?=(?:[^"]*"[^"]*")*[^"]*$)""", sentence, maxsplit=1)
+        conditional = len(parts) == 2 and _CONDITION.match(sentence)
+        out += [p for p in parts if p.strip()] if conditional else [sentence]
     return out
 
 

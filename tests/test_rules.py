@@ -217,7 +217,8 @@ NOTE = "Track your order: 5551234\nWaybill: {n}\nInvoice: INV-1"
     ('Ignore the "Track your order" line.', None),  # steering away from a decoy is not judged
     ('Look for "Reference no." in the input.', None),  # a phrase no input has says nothing
     ('If the number is not present, look for the word "Track your order:" and extract it.', "'track your order"),
-    ('Use the "Waybill" line, not just "Track your order".', None),  # the negated clause is not judged
+    ('Use the "Waybill" line, not just "Track your order".', None),  # a negated sentence is not judged
+    ('Ignore the "Track your order", "Invoice" and "Waybill" lines.', None),  # nor a negated list
 ])
 def test_the_grounding_check_rejects_rules_pointing_at_a_decoy_line(rule, problem):
     from dspy_fgo.rules import ungrounded_cue
