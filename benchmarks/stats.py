@@ -118,13 +118,19 @@ def paired_table(results: dict[str, Any], reference: str = "fgo") -> pd.DataFram
 
 
 def score_vs_tokens_figure(results: dict[str, Any]) -> Figure:
-    """Mean test score (error bar: sd over seeds) against optimizer-side prompt tokens, one point per method."""
-    fig = Figure(figsize=(6, 4))
+    """Test score against optimizer-side prompt tokens: each run a small point, each method's mean a large one
+    (error bar: sd over seeds), methods in the legend."""
+    fig = Figure(figsize=(9, 4.5))
     ax = fig.add_subplot()
+    runs = by_method(results)
     for row in table_rows(results):
-        ax.errorbar(row["opt_prompt_tokens"], row["score"], yerr=row["sd"] or None, fmt="o", capsize=3)
-        ax.annotate(row["method"], (row["opt_prompt_tokens"], row["score"]), textcoords="offset points", xytext=(5, 5))
+        bar = ax.errorbar(row["opt_prompt_tokens"], row["score"], yerr=row["sd"] or None, fmt="o", capsize=3,
+                          label=f"{row['method']} ({row['seeds']} seed{'s' if row['seeds'] > 1 else ''})")
+        if row["seeds"] > 1:
+            points = [(run["optimizer_side"]["prompt_tokens"], run["test"]["score"]) for run in runs[row["method"]]]
+            ax.scatter(*zip(*points, strict=True), s=12, alpha=0.5, color=bar[0].get_color())
     ax.set(xlabel="optimizer-side prompt tokens", ylabel="test score", title="Score against optimizer prompt tokens")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8, frameon=False)
     fig.tight_layout()
     return fig
 

@@ -87,3 +87,12 @@ def test_tables_and_plot(tmp_path):
     assert stats.paired_table(res, reference="miprov2").empty
     del res["runs"]["gepa/seed2"]  # an interrupted comparison: gepa has two seeds, fgo three
     assert stats.paired_table(res).loc["gepa", "seeds"] == "2 vs 2"
+
+
+def test_the_plot_shows_every_method_in_its_legend_and_each_seed_of_a_multi_seed_method():
+    res = results()  # seed (1 run), fgo (3 seeds), gepa (3 seeds)
+    ax = stats.score_vs_tokens_figure(res).axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["seed (1 seed)", "fgo (3 seeds)", "gepa (3 seeds)"]
+    assert sorted(len(c.get_offsets()) for c in ax.collections if c.get_offsets().ndim == 2 and
+                  len(c.get_offsets()) > 1) == [3, 3]  # one scatter of per-seed points per multi-seed method
