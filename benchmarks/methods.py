@@ -55,7 +55,22 @@ def run_fgo(ctx: MethodContext, **options: Any) -> dspy.Module:
         ctx.program, trainset=ctx.trainset, valset=ctx.valset)
 
 
-# FGO's mechanisms for the ablation (issue 16): "fgo+rules+tie+raw" is FGO with these options set.
+def run_all_at_once(ctx: MethodContext, **options: Any) -> dspy.Module:
+    return AllAtOnce(**_textgrad_kwargs(ctx), **options).compile(ctx.program, trainset=ctx.trainset, valset=ctx.valset)
+
+
+def run_batch_wise(ctx: MethodContext, **options: Any) -> dspy.Module:
+    return BatchWise(batch_size=_batch_size(ctx), **_textgrad_kwargs(ctx), **options).compile(
+        ctx.program, trainset=ctx.trainset, valset=ctx.valset)
+
+
+def run_bootstrapping(ctx: MethodContext, **options: Any) -> dspy.Module:
+    return Bootstrapping(batch_size=_batch_size(ctx), **_textgrad_kwargs(ctx), **options).compile(
+        ctx.program, trainset=ctx.trainset, valset=ctx.valset)
+
+
+# FGO's mechanisms for the ablation (issue 16): "fgo+rules+tie+raw" is FGO with these options set, and
+# "all-at-once+rules+tie+raw" the same options on a schedule baseline (which has no merge: no divide, same steps).
 FGO_SWITCHES: dict[str, dict[str, Any]] = {
     "rewrite": {"update": "rewrite"}, "rules": {"update": "rules"},
     "strict": {"acceptance": "improve"}, "tie": {"acceptance": "tie"},
@@ -69,30 +84,22 @@ FGO_SWITCHES: dict[str, dict[str, Any]] = {
 }
 
 
+VARIANT_HEADS: dict[str, Callable[..., dspy.Module]] = {
+    "fgo": run_fgo, "all-at-once": run_all_at_once, "batch-wise": run_batch_wise, "bootstrapping": run_bootstrapping,
+}
+
+
 def fgo_variant(name: str) -> Callable[[MethodContext], dspy.Module] | None:
-    """The factory of an FGO variant named ``fgo+<switch>+...`` (``FGO_SWITCHES``), or None."""
+    """The factory of a variant named ``<head>+<switch>+...`` (a head of ``VARIANT_HEADS``, switches of
+    ``FGO_SWITCHES``), or None."""
     head, *switches = name.split("+")
-    if head != "fgo" or not switches:
+    if head not in VARIANT_HEADS or not switches:
         return None
     unknown = [s for s in switches if s not in FGO_SWITCHES]
     if unknown:
         raise ValueError(f"unknown FGO switches {unknown} in {name!r}; known: {sorted(FGO_SWITCHES)}")
     options = {k: v for s in switches for k, v in FGO_SWITCHES[s].items()}
-    return lambda ctx: run_fgo(ctx, **options)
-
-
-def run_all_at_once(ctx: MethodContext) -> dspy.Module:
-    return AllAtOnce(**_textgrad_kwargs(ctx)).compile(ctx.program, trainset=ctx.trainset, valset=ctx.valset)
-
-
-def run_batch_wise(ctx: MethodContext) -> dspy.Module:
-    return BatchWise(batch_size=_batch_size(ctx), **_textgrad_kwargs(ctx)).compile(
-        ctx.program, trainset=ctx.trainset, valset=ctx.valset)
-
-
-def run_bootstrapping(ctx: MethodContext) -> dspy.Module:
-    return Bootstrapping(batch_size=_batch_size(ctx), **_textgrad_kwargs(ctx)).compile(
-        ctx.program, trainset=ctx.trainset, valset=ctx.valset)
+    return lambda ctx: VARIANT_HEADS[head](ctx, **options)
 
 
 def run_miprov2(ctx: MethodContext) -> dspy.Module:

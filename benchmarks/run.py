@@ -106,7 +106,7 @@ def missing_dependencies(methods: list[str]) -> list[str]:
 
 
 def method_factory(name: str):
-    """A method of ``METHODS`` or an FGO variant (``fgo+rules+tie``), or None."""
+    """A method of ``METHODS`` or a variant (``fgo+rules+tie``, ``all-at-once+rules+tie``), or None."""
     return METHODS.get(name) or fgo_variant(name)
 
 

@@ -1,6 +1,7 @@
 import json
 
 import dspy
+import pytest
 from fakes import FakeLM, exact_metric, rule_optimizer, uppercase_task, word_examples
 
 from benchmarks.methods import MethodContext
@@ -98,3 +99,26 @@ def test_the_runner_names_missing_optional_dependencies_before_running(monkeypat
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "optuna" else real(name, *a))
     assert run.missing_dependencies(["seed", "fgo"]) == []
     assert run.missing_dependencies(["miprov2"]) == ["optuna (for MIPROv2's trials)"]
+
+
+def test_variants_set_fgo_options_on_fgo_and_on_its_schedule_baselines(monkeypatch):
+    import benchmarks.methods as methods
+
+    seen = {}
+    for head in methods.VARIANT_HEADS:
+        monkeypatch.setitem(methods.VARIANT_HEADS, head, lambda ctx, _h=head, **options: seen.setdefault(_h, options))
+    methods.fgo_variant("all-at-once+rules+tie")(None)
+    methods.fgo_variant("fgo+rewrite+pick4")(None)
+    assert seen == {"all-at-once": {"update": "rules", "acceptance": "tie"},
+                    "fgo": {"update": "rewrite", "valset_candidates": 4}}
+    assert methods.fgo_variant("gepa+rules") is None and methods.fgo_variant("fgo") is None
+    with pytest.raises(ValueError, match="unknown FGO switches"):
+        methods.fgo_variant("batch-wise+tiee")
+
+
+def test_a_schedule_baseline_runs_with_fgo_switches(tmp_path):
+    ctx, _, _ = _ctx()
+    run = run_method("all-at-once+rules+tie", ctx, word_examples(12)[8:], exact_metric, tmp_path)
+    record = json.loads((tmp_path / "all-at-once+rules+tie-seed0.fgo.json").read_text())
+    assert record["method"] == "all-at-once" and record["config"]["update"] == "rules"
+    assert record["config"]["acceptance"] == "tie" and run["test"]["n"] == 4
