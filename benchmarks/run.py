@@ -165,6 +165,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--n-ctx", type=int, default=8192, help="context of the local models")
     p.add_argument("--reference", default="fgo", help="the method the paired differences start from "
                    "(e.g. an FGO variant such as fgo+rules+tie+raw)")
+    p.add_argument("--fork-subsets-of", default=None, metavar="METHOD",
+                   help="start each FGO run from METHOD's subsets at the same seed (its checkpoints in --out) and "
+                        "redo only the merges and the final choice: a paired test of merge-stage settings "
+                        "(prune, race, pick4) on the same subsets")
+    p.add_argument("--fork-dir", default=None, help="the results folder holding METHOD's checkpoints (default --out;"
+                   " a separate --out keeps forked runs apart from independent runs of the same method)")
     p.add_argument("--out", default=None, help="results folder (default benchmarks/results/<task>-<lms>)")
     return p.parse_args(argv)
 
@@ -198,13 +204,18 @@ def main(argv=None) -> dict[str, Any]:
                 if key in results["runs"]:
                     logger.info("%s already done: skipped", key)
                     continue
+                log_dir = out_dir / f"{name}-seed{seed}.checkpoints"
+                forked = (fork_from(Path(args.fork_dir or out_dir), args.fork_subsets_of, seed, log_dir)
+                          if args.fork_subsets_of else None)
                 ctx = MethodContext(task.program_factory(), task.train, task.val or None, task.metric, task.feedback_metric,
                                     task_lm, optimizer_lm, seed, epochs=args.epochs, num_threads=args.num_threads,
                                     auto=args.auto, hand_written=task.hand_written_program(),
-                                    max_metric_calls=args.max_metric_calls,
-                                    log_dir=str(out_dir / f"{name}-seed{seed}.checkpoints"))
+                                    max_metric_calls=args.max_metric_calls, log_dir=str(log_dir))
                 logger.info("=== %s ===", key)
-                results["runs"][key] = run_method(name, ctx, task.test, task.metric, out_dir) | {
+                run = run_method(name, ctx, task.test, task.metric, out_dir)
+                if forked is not None:
+                    add_forked_usage(run, forked, args.fork_subsets_of)
+                results["runs"][key] = run | {
                     "command": results["command"], "train": len(task.train), "val": len(task.val)}
                 _write_atomic(results_path, results)
         print_table(results)
@@ -217,6 +228,28 @@ def main(argv=None) -> dict[str, Any]:
         if server is not None:
             server.stop()
     return results
+
+
+def fork_from(source_dir: Path, source: str, seed: int, log_dir: Path) -> dict[str, Any]:
+    """Start ``log_dir`` from the subsets of method ``source`` at ``seed`` in the results folder ``source_dir``
+    (``dspy_fgo.fork_subsets``), unless
+    an interrupted fork already started it; the pre-merge usage carried over."""
+    from dspy_fgo.persist import fork_subsets, write_json_atomic
+
+    if not (log_dir / "budget.json").exists():
+        fork_subsets(source_dir / f"{source}-seed{seed}.checkpoints", log_dir)
+        write_json_atomic(log_dir / "forked.json", json.loads((log_dir / "budget.json").read_text()))
+    return json.loads((log_dir / "forked.json").read_text())
+
+
+def add_forked_usage(run: dict[str, Any], forked: dict[str, Any], source: str) -> None:
+    """Count the subsets' LM usage (spent by ``source``'s run, carried over by the fork) in ``run``'s totals;
+    ``optimize_seconds`` stays this run's own (the merges, the final choice)."""
+    task = forked["roles"].get("task", {})
+    for side, usage in (("optimizer_side", forked["optimizer_side"]), ("task_side_during_optimization", task)):
+        for key in ("calls", "prompt_tokens", "completion_tokens"):
+            run[side][key] += int(usage.get(key, 0))
+    run["forked_subsets_of"] = source
 
 
 def _write_atomic(path: Path, data: dict) -> None:

@@ -7,7 +7,7 @@ from .context import LMFailedError
 from .fgo import FGO, FGOTeleprompter, TextGradOptimizer
 from .merge import MergeNode
 from .optimize import SubsetResult
-from .persist import load_program, save_program
+from .persist import fork_subsets, load_program, save_program
 from .result import FGOResult
 from .rollout import Trajectory
 
@@ -27,5 +27,6 @@ __all__ = [
     "LMFailedError",
     "save_program",
     "load_program",
+    "fork_subsets",
 ]
 __version__ = "0.1.0"

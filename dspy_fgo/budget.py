@@ -11,6 +11,7 @@ final valset check) is kept out of reach of the optimization.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import threading
 import time
@@ -27,6 +28,8 @@ logger = logging.getLogger("dspy." + __name__)
 ROLES = ("task", "evaluator", "optimizer", "merge")
 DEFAULT_CONTEXT_WINDOW = 8192
 LIMITS = ("max_lm_calls", "max_tokens", "max_cost", "max_metric_calls")
+OPTIMIZER_SIDE = ("evaluator", "optimizer", "merge")
+PIPELINE = ("setup", "estimate", "divide", "optimize", "merge", "select")  # the stages, in the order they run
 
 
 class BudgetExhausted(Exception):
@@ -241,7 +244,7 @@ class Budget(Shippable):
         with self._lock:
             return {
                 "roles": {name: asdict(usage) for name, usage in self.roles.items()},
-                "optimizer_side": asdict(self._total(("evaluator", "optimizer", "merge"))),
+                "optimizer_side": asdict(self._total(OPTIMIZER_SIDE)),
                 "total": asdict(self._total()),
                 "metric_calls": self.metric_calls,
                 "task_runs": self._task_runs,
@@ -279,6 +282,39 @@ class Budget(Shippable):
             self._task_runs = int(data.get("task_runs", 0))
             self.trims = int(data.get("context_trims", 0))
             self.estimate = data.get("estimate", self.estimate)  # the first run's (a resumed run makes none)
+            stages = data.get("stages", {})
+            self.stage_metric_calls = {name: int(stage.get("metric_calls", 0)) for name, stage in stages.items()}
+            self.stages = {name: {r: RoleUsage(**u) for r, u in stage.get("roles", {}).items()}
+                           for name, stage in stages.items()}
+
+
+def spent_before(data: dict[str, Any], stage: str) -> dict[str, Any]:
+    """A saved budget (``Budget.to_dict()``) without what ``stage`` and the stages after it spent: where the
+    run stood when ``stage`` began (role seconds and context trims are not kept per stage: they stay whole)."""
+    later = PIPELINE[PIPELINE.index(stage):]
+    dropped = [name for name in data.get("stages", {}) if name in later]
+    out = json.loads(json.dumps(data))
+    for name in dropped:
+        spent = out["stages"].pop(name)
+        out["metric_calls"] -= spent.get("metric_calls", 0)
+        out["task_runs"] -= spent.get("metric_calls", 0)
+        for role, usage in spent.get("roles", {}).items():
+            kept = out["roles"][role]
+            for key in ("calls", "prompt_tokens", "completion_tokens"):
+                kept[key] -= usage[key]
+            if kept.get("cost") is not None:
+                kept["cost"] -= usage.get("cost") or 0.0
+    out["optimizer_side"] = _sum(u for r, u in out["roles"].items() if r in OPTIMIZER_SIDE)
+    out["total"] = _sum(out["roles"].values())
+    out["stopped"] = None
+    return out
+
+
+def _sum(usages) -> dict[str, Any]:
+    out = RoleUsage()
+    for usage in usages:
+        out.merge(RoleUsage(**usage))
+    return asdict(out)
 
 
 def _litellm():

@@ -227,6 +227,36 @@ class Checkpoint:
         write_json_atomic(self._val_file(candidate), {"candidate": candidate.to_dict(), "score": score})
 
 
+def fork_subsets(source_log_dir: str | Path, log_dir: str | Path) -> None:
+    """Start ``log_dir`` from the divide and optimize stages of the run in ``source_log_dir``: its subsets,
+    partition and valset scores, and its budget as spent when its merges began. A run in ``log_dir`` with
+    other merge-stage settings (``prune_rules``, ``backtest``, ``merge_threshold``, ``valset_candidates``)
+    then redoes only the merges and the final choice on the same subsets: a paired comparison of those
+    settings without the subsets' LM noise. The caller vouches that the new run has the source's trainset,
+    program, metric, LMs and subset-stage settings (``log_dir`` gets no ``run.json``: the new run writes its
+    own fingerprint), so this is for comparing settings, not for resuming."""
+    import shutil
+
+    from .budget import spent_before
+
+    source, target = Path(source_log_dir), Path(log_dir)
+    budget = source / "budget.json"
+    if not (source / "subsets").is_dir() or not budget.exists():
+        raise ValueError(f"{source} holds no finished subsets to fork (no subsets/ or budget.json)")
+    spent = json.loads(budget.read_text())
+    if not {"merge", "select"} & set(spent.get("stages", {})):
+        raise ValueError(f"{source}'s run has not finished its subsets (no merge or select stage in budget.json)")
+    if target.exists() and any(target.iterdir()):
+        raise ValueError(f"{target} is not empty: fork into a new log_dir")
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ("subsets", "valset"):
+        if (source / name).is_dir():
+            shutil.copytree(source / name, target / name)
+    if (source / "partition.json").exists():
+        shutil.copy2(source / "partition.json", target / "partition.json")
+    write_json_atomic(target / "budget.json", spent_before(spent, "merge"))
+
+
 # ----- programs --------------------------------------------------------------------------------------
 
 

@@ -122,3 +122,22 @@ def test_a_schedule_baseline_runs_with_fgo_switches(tmp_path):
     record = json.loads((tmp_path / "all-at-once+rules+tie-seed0.fgo.json").read_text())
     assert record["method"] == "all-at-once" and record["config"]["update"] == "rules"
     assert record["config"]["acceptance"] == "tie" and run["test"]["n"] == 4
+
+
+def test_a_forked_run_counts_the_subsets_it_reused_and_says_whose(tmp_path):
+    from benchmarks.run import add_forked_usage, fork_from
+
+    ctx, _, opt = _ctx()
+    ctx.log_dir = str(tmp_path / "fgo+rules+tie-seed0.checkpoints")
+    first = run_method("fgo+rules+tie", ctx, word_examples(12)[8:], exact_metric, tmp_path)
+    spent = opt.calls
+    ctx, task, opt = _ctx()
+    ctx.log_dir = str(tmp_path / "fgo+rules+tie+pick4-seed0.checkpoints")
+    forked = fork_from(tmp_path, "fgo+rules+tie", 0, tmp_path / "fgo+rules+tie+pick4-seed0.checkpoints")
+    run = run_method("fgo+rules+tie+pick4", ctx, word_examples(12)[8:], exact_metric, tmp_path)
+    assert opt.calls == 0 and run["optimizer_side"]["calls"] == 0  # the subsets were not redone
+    add_forked_usage(run, forked, "fgo+rules+tie")
+    assert run["optimizer_side"]["calls"] == spent == first["optimizer_side"]["calls"]
+    assert run["forked_subsets_of"] == "fgo+rules+tie" and run["test"]["score"] == first["test"]["score"]
+    again = fork_from(tmp_path, "fgo+rules+tie", 0, tmp_path / "fgo+rules+tie+pick4-seed0.checkpoints")
+    assert again == forked  # a rerun after an interruption keeps the first fork's carried-over usage

@@ -304,3 +304,29 @@ def test_where_an_lm_is_served_does_not_change_the_run_fingerprint():
     b = dspy.LM("openai/qwen0.5b", api_base="http://127.0.0.1:52002/v1", temperature=0.0)
     assert describe_lm(a) == describe_lm(b)  # a rerun's local server gets a new port and must still resume
     assert describe_lm(a) != describe_lm(dspy.LM("openai/qwen0.5b", api_base="http://x/v1", temperature=0.7))
+
+
+def test_a_forked_run_redoes_only_the_merges_with_other_merge_settings(task_lm, tmp_path):
+    from dspy_fgo import fork_subsets
+
+    def run(log_dir, prune, opt):
+        return fgo(opt, update="rules", acceptance="tie", partition="category", num_subsets=None,
+                   merge_clustering="none", prune_rules=prune, log_dir=str(log_dir)).compile(
+            program(), trainset=word_examples(6, categories=2), valset=word_examples(2)).fgo_result
+
+    first = run(tmp_path / "plain", False, FakeLM(two_rule_optimizer))
+    fork_subsets(tmp_path / "plain", tmp_path / "pruned")
+    opt = FakeLM(two_rule_optimizer)
+    pruned = run(tmp_path / "pruned", True, opt)
+    assert pruned.resumed["subsets"] == 2 and opt.calls == 0  # rules merges need no LM: nothing redone but merges
+    assert [s.best_candidate for s in pruned.subsets] == [s.best_candidate for s in first.subsets]
+    assert "Be polite" in first.merge_root.candidate["self"] and "Be polite" not in pruned.merge_root.candidate["self"]
+    stages = first.accounting["stages"]
+    before = sum(stages[s]["metric_calls"] for s in stages if s not in ("merge", "select"))
+    assert pruned.accounting["stages"]["optimize"] == stages["optimize"]  # carried over, not counted again
+    assert pruned.accounting["metric_calls"] == before + sum(
+        pruned.accounting["stages"][s]["metric_calls"] for s in ("merge", "select"))
+    with pytest.raises(ValueError, match="not empty"):
+        fork_subsets(tmp_path / "plain", tmp_path / "pruned")
+    with pytest.raises(ValueError, match="no finished subsets"):
+        fork_subsets(tmp_path / "nothing", tmp_path / "other")
