@@ -182,8 +182,9 @@ def make_program() -> dspy.Module:
 def build_optimizer(method: str, args: argparse.Namespace, task_lm, optimizer_lm):
     from dspy_fgo import FGO, AllAtOnce, BatchWise, Bootstrapping
 
-    common = dict(metric=metric, optimizer_lm=optimizer_lm, task_lm=task_lm, epochs=args.epochs,
-                  num_threads=args.num_threads, context_window=args.window, seed=0)
+    budget = {"auto": args.auto} if args.auto else {"epochs": args.epochs}
+    common = dict(metric=metric, optimizer_lm=optimizer_lm, task_lm=task_lm, num_threads=args.num_threads,
+                  context_window=args.window, seed=0, **budget)
     if method == "fgo":
         return FGO(partition="category", subset_size=args.subset_size, merge_threshold=args.merge_threshold, **common)
     if method == "all-at-once":
@@ -195,8 +196,9 @@ def build_optimizer(method: str, args: argparse.Namespace, task_lm, optimizer_lm
     if method == "gepa":
         from dspy.teleprompt import GEPA
 
-        return GEPA(metric=feedback_metric, reflection_lm=optimizer_lm, max_metric_calls=args.gepa_metric_calls,
-                    num_threads=args.num_threads, seed=0, track_stats=True)
+        gepa_budget = {"auto": args.auto} if args.auto else {"max_metric_calls": args.gepa_metric_calls}
+        return GEPA(metric=feedback_metric, reflection_lm=optimizer_lm, num_threads=args.num_threads, seed=0,
+                    track_stats=True, **gepa_budget)
     if method == "miprov2":
         from dspy.teleprompt import MIPROv2
 
@@ -418,6 +420,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--window", type=int, default=8192, help="context window of the simulated LM, in tokens")
     p.add_argument("--val", type=int, default=24, help="valset size (FGO's final check, GEPA, MIPROv2)")
     p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--auto", default=None, choices=("light", "medium", "heavy"),
+                   help="the budget of FGO, its baselines and GEPA (instead of --epochs and --gepa-metric-calls)")
     p.add_argument("--subset-size", type=int, default=16, help="FGO subset size")
     p.add_argument("--merge-threshold", type=int, default=4, help="FGO merge threshold")
     p.add_argument("--batch-size", type=int, default=16, help="batch size of batch-wise and bootstrapping")
@@ -466,6 +470,7 @@ def worker_command(args: argparse.Namespace, method: str, n: int, result_file: P
             "--window", args.window, "--val", args.val, "--epochs", args.epochs, "--subset-size", args.subset_size,
             "--merge-threshold", args.merge_threshold, "--batch-size", args.batch_size,
             "--gepa-metric-calls", args.gepa_metric_calls, "--accuracy", args.accuracy, "--data-seed", args.data_seed]
+    opts += ["--auto", args.auto] if args.auto else []
     return [sys.executable, "-m", "benchmarks.scale", "--worker", method, "--n", str(n),
             "--result-file", str(result_file)] + [str(x) for x in opts]
 

@@ -94,6 +94,7 @@ class Budget(Shippable):
         self.stage_metric_calls: dict[str, int] = {}
         self._bar = None  # the run's one persistent progress bar (metric calls against the budget)
         self.estimate: dict[str, Any] | None = None  # the cost estimate made before the run (estimate.py)
+        self.trainset_sample: dict[str, Any] | None = None  # the examples optimized on, when the budget sampled them
 
     # ----- stages and the run's progress bar ---------------------------------------------------------
 
@@ -255,6 +256,7 @@ class Budget(Shippable):
                                    "roles": {r: asdict(u) for r, u in roles.items()}}
                            for stage, roles in {**{s: {} for s in self.stage_metric_calls}, **self.stages}.items()},
                 **({"estimate": self.estimate} if self.estimate is not None else {}),
+                **({"trainset_sample": self.trainset_sample} if self.trainset_sample is not None else {}),
             }
 
     def add_since(self, data: dict[str, Any], before: dict[str, Any]) -> None:

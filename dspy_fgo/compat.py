@@ -15,9 +15,12 @@ the seed's failures are LM calls, not metric calls; the first steps send the sam
 cache answers for free). The cost estimate's pilot (``estimate=True``) runs the seed on a few of those N
 examples before the divide stage; the run that would have made them reuses them, so the pilot adds no
 metric calls either. ``auto`` picks E (light 1, medium 2, heavy 4)
-and sets the budget to the formula; ``max_full_evals=k`` is GEPA's ``k * (N + V)``; with
-``max_metric_calls`` (or ``max_full_evals``) and no ``epochs``, FGO takes the largest E that fits
-(at least 1). The guard holds the budget in every case (a run overshoots by at most the runs in flight).
+and sets the budget to the formula, at most GEPA's own ``auto`` budget for the same program and valset
+(``gepa_auto_budget``: it grows with the valset, not the trainset); ``max_full_evals=k`` is GEPA's
+``k * (N + V)``; with ``max_metric_calls`` (or ``max_full_evals``) and no ``epochs``, FGO takes the largest
+E that fits (at least 1). When not even E = 1 fits the whole trainset, FGO optimizes on a sample of it
+(``affordable_trainset``; by category when it partitions by a field) rather than run out of budget halfway
+through its subsets. The guard holds the budget in every case (a run overshoots by at most the runs in flight).
 """
 
 from __future__ import annotations
@@ -112,6 +115,25 @@ def merge_levels(subsets: int, threshold: int | None) -> int:
 def metric_calls(n_train: int, n_val: int, epochs: int, levels: int) -> int:
     """The budget formula (module docstring)."""
     return n_train * (epochs + 1) + 2 * n_train * levels + 2 * n_val
+
+
+def gepa_auto_budget(auto: str, num_predictors: int, n_val: int) -> int | None:
+    """The metric calls ``dspy.GEPA(auto=auto)`` budgets for a program of ``num_predictors`` predictors and
+    a valset of ``n_val`` examples (GEPA's own formula, called rather than copied; None without GEPA)."""
+    try:
+        from dspy.teleprompt.gepa.gepa import AUTO_RUN_SETTINGS, GEPA
+    except ImportError:
+        return None
+    return int(GEPA.auto_budget(None, num_predictors, AUTO_RUN_SETTINGS[auto]["n"], n_val))
+
+
+def affordable_trainset(limit: int, n_train: int, n_val: int, levels_of, epochs: int = 1) -> int:
+    """The most training examples ``epochs`` steps per subset, the merge back-tests and the valset check fit
+    in ``limit`` metric calls (``levels_of(n)``: merge levels over n examples), at most ``n_train``, at least 1."""
+    n = n_train
+    while n > 1 and metric_calls(n, n_val, epochs, levels_of(n)) > limit:
+        n -= 1
+    return n
 
 
 def plan(auto: str | None, max_metric_calls: int | None, max_full_evals: int | None, epochs: int | None,

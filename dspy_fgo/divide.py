@@ -220,3 +220,23 @@ class DivideSchedule:
         inner = -(-threads // max(1, min(threads, len(parts))))  # ceil: no idle slots when subsets < threads
         return [Job(i, tuple(p), (tuple(p),) * epochs, tuple(range(epochs)), True, OverflowPolicy("summarize"), inner,
                     tuple(runs[j] for j in p) if runs else ()) for i, p in enumerate(parts)]
+
+
+def sample_indices(examples: Sequence[dspy.Example], n: int, seed: int, key: str | None = None) -> list[int]:
+    """``n`` indices of ``examples`` (sorted), drawn without replacement; with ``key`` (a field every example
+    has) each value keeps its share, so a sample of a category-partitioned trainset keeps every category."""
+    rng = random.Random(seed)
+    if key is None or any(key not in ex for ex in examples):
+        return sorted(rng.sample(range(len(examples)), n))
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, ex in enumerate(examples):
+        groups[str(ex[key])].append(i)
+    for members in groups.values():
+        rng.shuffle(members)
+    queues = [groups[value] for value in sorted(groups)]
+    picked: list[int] = []
+    while len(picked) < n:  # round-robin over the values: the sample is as balanced as the groups allow
+        for queue in queues:
+            if queue and len(picked) < n:
+                picked.append(queue.pop())
+    return sorted(picked)

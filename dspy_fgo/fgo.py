@@ -22,9 +22,17 @@ from dspy.teleprompt import Teleprompter
 from .backtest import BACKTEST_MODES
 from .budget import Budget
 from .candidate import COMPONENT_KINDS, Candidate
-from .compat import AUTO_EPOCHS, merge_levels, plan, reject_unknown, split_known_knobs
+from .compat import (
+    AUTO_EPOCHS,
+    affordable_trainset,
+    gepa_auto_budget,
+    merge_levels,
+    plan,
+    reject_unknown,
+    split_known_knobs,
+)
 from .context import ErrorLog, LMFailedError, RunContext
-from .divide import DivideSchedule, resolve_num_subsets
+from .divide import DivideSchedule, resolve_num_subsets, sample_indices
 from .executor import executor_for, reset_interrupt
 from .ledger import Ledger
 from .merge import MergeNode, ProgressiveMerger
@@ -260,10 +268,10 @@ class TextGradOptimizer(Teleprompter):
             raise ValueError("No task LM: dspy.configure(lm=...) or pass task_lm=...")
         lms = {"task": task_lm, "evaluator": self.evaluator_lm or optimizer_lm, "optimizer": optimizer_lm,
                "merge": self.merge_lm or optimizer_lm}
-        epochs, limit = plan(self.auto, self.budgets["max_metric_calls"], self.max_full_evals, self.epochs,
-                             len(trainset), len(valset) if valset is not None else 0, self.merge_levels(len(trainset)))
+        trainset, epochs, limit, sample = self._plan(student, trainset, len(valset) if valset is not None else 0)
         budgets = {**self.budgets, "max_metric_calls": limit}
         budget = Budget(**budgets)
+        budget.trainset_sample = sample
         budget.check_prices(lms)
         checkpoint = None
         if self.log_dir:
@@ -296,6 +304,32 @@ class TextGradOptimizer(Teleprompter):
                          valset_candidates=self.valset_candidates)
         self._check_windows(run)
         return run
+
+    def _plan(self, student: dspy.Module, trainset: list[dspy.Example], n_val: int):
+        """(trainset, epochs, max_metric_calls, sample): the budget's plan (``compat``), on a sample of the
+        trainset when the budget affords no step on all of it (``sample``: which examples, else None)."""
+        n = len(trainset)
+        epochs, limit = plan(self.auto, self.budgets["max_metric_calls"], self.max_full_evals, self.epochs, n, n_val,
+                             self.merge_levels(n))
+        if self.auto is not None:
+            gepa = gepa_auto_budget(self.auto, len(student.named_predictors()), n_val or n)
+            limit = min(limit, gepa) if gepa is not None else limit
+        if limit is None or (self.epochs is not None and self.auto is None):
+            return trainset, epochs, limit, None  # explicit steps: the guard stops the run if they do not fit
+        steps = AUTO_EPOCHS[self.auto] if self.auto is not None else 1
+        fit = affordable_trainset(limit, n, n_val, self.merge_levels, steps)
+        if fit >= n:
+            return trainset, epochs, limit, None
+        field = getattr(self, "partition", None)
+        field = field if isinstance(field, str) and field not in ("random", "cluster", "failures") else None
+        picked = sample_indices(trainset, fit, self.seed, field)
+        if self.auto is None:
+            epochs, _ = plan(None, limit, None, None, fit, n_val, self.merge_levels(fit))
+        logger.warning("%s: max_metric_calls=%d affords %d step(s) per subset on %d of the %d training examples "
+                       "(N*(E+1) + 2*N*L + 2*V): optimizing on a sample of %d%s (fgo_result.accounting"
+                       "['trainset_sample'] says which)", self.method, limit, epochs, fit, n, fit,
+                       f" stratified by {field!r}" if field else "")
+        return [trainset[i] for i in picked], epochs, limit, {"of": n, "indices": picked}
 
     def _examples(self, data: Any, name: str, input_keys: Sequence[str] | None) -> list[dspy.Example]:
         if data is None:

@@ -106,6 +106,38 @@ def test_auto_budget_is_planned_and_held(lms):
     assert set(r.accounting["stages"]) >= {"optimize", "merge", "select"}
 
 
+def test_a_budget_too_small_for_the_whole_trainset_shapes_the_run_on_a_sample(lms):
+    from collections import Counter
+
+    from dspy_fgo.compat import affordable_trainset
+
+    assert affordable_trainset(100, 480, 10, lambda n: 1) == 20  # 2n + 2n + 20 <= 100
+    assert affordable_trainset(10_000, 48, 10, lambda n: 1) == 48
+    train = word_examples(60)
+    out = FGO(metric=exact_metric, optimizer_lm=lms[1], partition="category", max_metric_calls=80,
+              num_threads=1).compile(program(), trainset=train, valset=word_examples(64)[60:])
+    r = out.fgo_result
+    sample = r.accounting["trainset_sample"]
+    picked = [train[i] for i in sample["indices"]]
+    assert sample["of"] == 60 and 0 < len(picked) < 60
+    assert max(Counter(ex.category for ex in picked).values()) - min(Counter(ex.category for ex in picked).values()) <= 1
+    assert sorted(i for s in r.subsets for i in s.indices) == list(range(len(picked)))  # every sampled one is used
+    assert r.stopped is None and r.merge_root is not None and len(r.merge_root.children) == 3  # the whole tree ran
+    assert r.total_metric_calls <= 80
+
+
+def test_auto_is_at_most_gepas_own_auto_budget(lms):
+    from dspy_fgo.compat import gepa_auto_budget
+
+    gepa = dspy.GEPA(metric=lambda g, p, t=None, pn=None, pt=None: 1.0, auto="light", reflection_lm=lms[1])
+    assert gepa_auto_budget("light", 1, 3) == gepa.auto_budget(1, 6, 3) == 392
+    r = FGO(metric=exact_metric, reflection_lm=lms[1], auto="light", num_subsets=4, num_threads=2).compile(
+        program(), trainset=word_examples(200), valset=word_examples(203)[200:]).fgo_result
+    assert r.accounting["limits"]["max_metric_calls"] == 392 < metric_calls(200, 3, 1, 1)
+    assert len(r.accounting["trainset_sample"]["indices"]) == 96  # 4n + 6 <= 392
+    assert r.total_metric_calls <= 392 and r.stopped is None
+
+
 def test_metric_arity_is_checked_when_the_optimizer_is_built(lms):
     with pytest.raises(TypeError, match=r"two_args.*trace"):
         def two_args(gold, pred):

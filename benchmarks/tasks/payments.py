@@ -11,12 +11,12 @@ headroom is measured before any optimizer runs on it, and it is dropped, not tun
 from __future__ import annotations
 
 import random
-import re
 import string
 
 import dspy
 
 from benchmarks.tasks.short import ShortTask, digits, pick_other
+from benchmarks.tasks.tracking import normalize  # the same light normalisation of ids
 
 PAYERS = ["Maria Lopez", "Tom Becker", "Aylin Demir", "Lukas Novak", "Priya Shah", "Chen Wei", "Sofia Rossi"]
 ALNUM = string.ascii_uppercase + string.digits
@@ -49,11 +49,6 @@ def _notice(rng: random.Random, bank: str) -> dict:
     day = f"{rng.randint(2, 28)} {rng.choice(['March', 'April', 'May', 'June'])}"
     text = "\n".join([f"{bank}: incoming payment", f"{payer} sent you EUR {amount} on {day}.", *lines])
     return {"notice": text, "payment_reference": reference, "decoys": [mandate, customer, lookalike, transaction]}
-
-
-def normalize(s: str) -> str:
-    """Uppercase, without spaces, dashes, quotes and a trailing period."""
-    return re.sub(r"[\s\-\"'`.]+", "", s).upper()
 
 
 class ExtractPaymentReference(dspy.Signature):
