@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Any
 
 import dspy
 
+from .budget import spent_before
 from .candidate import Candidate
 from .merge import MergeNode
 from .optimize import SubsetResult
@@ -235,10 +237,6 @@ def fork_subsets(source_log_dir: str | Path, log_dir: str | Path) -> None:
     settings without the subsets' LM noise. The caller vouches that the new run has the source's trainset,
     program, metric, LMs and subset-stage settings (``log_dir`` gets no ``run.json``: the new run writes its
     own fingerprint), so this is for comparing settings, not for resuming."""
-    import shutil
-
-    from .budget import spent_before
-
     source, target = Path(source_log_dir), Path(log_dir)
     budget = source / "budget.json"
     if not (source / "subsets").is_dir() or not budget.exists():
