@@ -166,7 +166,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--reference", default="fgo", help="the method the paired differences start from "
                    "(e.g. an FGO variant such as fgo+rules+tie+raw)")
     p.add_argument("--fork-subsets-of", default=None, metavar="METHOD",
-                   help="start each FGO run from METHOD's subsets at the same seed (its checkpoints in --out) and "
+                   help="start each FGO run from METHOD's subsets at the same seed (its checkpoints in --fork-dir) and "
                         "redo only the merges and the final choice: a paired test of merge-stage settings "
                         "(prune, race, pick4) on the same subsets")
     p.add_argument("--fork-dir", default=None, help="the results folder holding METHOD's checkpoints (default --out;"
@@ -232,8 +232,7 @@ def main(argv=None) -> dict[str, Any]:
 
 def fork_from(source_dir: Path, source: str, seed: int, log_dir: Path) -> dict[str, Any]:
     """Start ``log_dir`` from the subsets of method ``source`` at ``seed`` in the results folder ``source_dir``
-    (``dspy_fgo.fork_subsets``), unless
-    an interrupted fork already started it; the pre-merge usage carried over."""
+    (``dspy_fgo.fork_subsets``) unless an interrupted fork already did; the pre-merge usage carried over."""
     from dspy_fgo.persist import fork_subsets, write_json_atomic
 
     if not (log_dir / "budget.json").exists():

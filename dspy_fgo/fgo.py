@@ -316,7 +316,7 @@ class TextGradOptimizer(Teleprompter):
             limit = min(limit, gepa) if gepa is not None else limit
         if limit is None or (self.epochs is not None and self.auto is None):
             return trainset, epochs, limit, None  # explicit steps: the guard stops the run if they do not fit
-        steps = AUTO_EPOCHS[self.auto] if self.auto is not None else 1
+        steps = epochs if self.auto is not None else 1  # auto keeps its steps; a bare budget needs one to fit
         fit = affordable_trainset(limit, n, n_val, self.merge_levels, steps)
         if fit >= n:
             return trainset, epochs, limit, None
