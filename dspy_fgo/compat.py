@@ -20,7 +20,10 @@ and sets the budget to the formula, at most GEPA's own ``auto`` budget for the s
 ``k * (N + V)``; with ``max_metric_calls`` (or ``max_full_evals``) and no ``epochs``, FGO takes the largest
 E that fits (at least 1). When not even E = 1 fits the whole trainset, FGO optimizes on a sample of it
 (``affordable_trainset``; by category when it partitions by a field) rather than run out of budget halfway
-through its subsets. The guard holds the budget in every case (a run overshoots by at most the runs in flight).
+through its subsets. With ``prune_rules=True`` the plan keeps one more back-test of the union per level
+(N * L) for the rule ablation, taken from the steps beyond the first (``auto`` adds it to its budget, still
+at most GEPA's); pruning itself never spends what the merges above it are planned to need (``prune.py``).
+The guard holds the budget in every case (a run overshoots by at most the runs in flight).
 """
 
 from __future__ import annotations
@@ -137,11 +140,12 @@ def affordable_trainset(limit: int, n_train: int, n_val: int, levels_of, epochs:
 
 
 def plan(auto: str | None, max_metric_calls: int | None, max_full_evals: int | None, epochs: int | None,
-         n_train: int, n_val: int, levels: int) -> tuple[int, int | None]:
-    """(epochs, max_metric_calls) for one run."""
+         n_train: int, n_val: int, levels: int, prune: bool = False) -> tuple[int, int | None]:
+    """(epochs, max_metric_calls) for one run (``prune``: keep N * L for the rule ablation)."""
+    reserve = n_train * levels if prune else 0
     if auto is not None:
         e = epochs if epochs is not None else AUTO_EPOCHS[auto]
-        return e, metric_calls(n_train, n_val, AUTO_EPOCHS[auto], levels)
+        return e, metric_calls(n_train, n_val, AUTO_EPOCHS[auto], levels) + reserve
     limit = max_metric_calls
     if max_full_evals is not None:
         limit = max_full_evals * (n_train + n_val)
@@ -150,7 +154,7 @@ def plan(auto: str | None, max_metric_calls: int | None, max_full_evals: int | N
     if epochs is not None:
         return epochs, limit
     fixed = 2 * n_train * levels + 2 * n_val + n_train
-    e = max(1, (limit - fixed) // max(1, n_train))
+    e = max(1, (limit - fixed - reserve) // max(1, n_train))
     if metric_calls(n_train, n_val, e, levels) > limit:
         logger.warning("max_metric_calls=%d is below one step per subset (%d metric calls = N*(E+1) + 2*N*L + 2*V "
                        "with E=1): the run stops when the budget is spent", limit,

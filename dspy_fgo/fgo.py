@@ -310,7 +310,7 @@ class TextGradOptimizer(Teleprompter):
         trainset when the budget affords no step on all of it (``sample``: which examples, else None)."""
         n = len(trainset)
         epochs, limit = plan(self.auto, self.budgets["max_metric_calls"], self.max_full_evals, self.epochs, n, n_val,
-                             self.merge_levels(n))
+                             self.merge_levels(n), self.prune_rules)
         if self.auto is not None:
             gepa = gepa_auto_budget(self.auto, len(student.named_predictors()), n_val or n)
             limit = min(limit, gepa) if gepa is not None else limit
@@ -324,7 +324,7 @@ class TextGradOptimizer(Teleprompter):
         field = field if isinstance(field, str) and field not in ("random", "cluster", "failures") else None
         picked = sample_indices(trainset, fit, self.seed, field)
         if self.auto is None:
-            epochs, _ = plan(None, limit, None, None, fit, n_val, self.merge_levels(fit))
+            epochs, _ = plan(None, limit, None, None, fit, n_val, self.merge_levels(fit), self.prune_rules)
         logger.warning("%s: max_metric_calls=%d affords %d step(s) per subset on %d of the %d training examples "
                        "(N*(E+1) + 2*N*L + 2*V): optimizing on a sample of %d%s (fgo_result.accounting"
                        "['trainset_sample'] says which)", self.method, limit, epochs, fit, n, fit,

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from .backtest import race
 from .budget import BudgetExhausted, cut_to_tokens
 from .candidate import Candidate
+from .compat import merge_levels
 from .divide import embed_texts, kmeans_labels, labels_to_partition
 from .executor import parallel_map
 from .prune import prune_rules
@@ -126,9 +127,11 @@ class LMMerger:
     """Merge a group with the merge LM (one call per component that differs), back-test it on the union,
     and pass up the merge only when it scores at least as well there as the best member."""
 
-    def __init__(self, run: RunContext, first_node_id: int, threads: int = 1):
+    def __init__(self, run: RunContext, first_node_id: int, threads: int = 1, levels: int = 1, examples: int = 0):
         self.run, self.threads = run, threads
         self._ids = itertools.count(first_node_id)
+        # pruning leaves the budget's plan for the merges above untouched: 2 * examples runs per level
+        self.levels, self.examples = levels, examples
 
     def __call__(self, nodes: Sequence[MergeNode]) -> MergeNode:
         indices = sorted(i for n in nodes for i in n.indices)
@@ -160,7 +163,8 @@ class LMMerger:
         tested = self._back_tested_merge(best, nodes, indices)
         if not self.run.prune_rules or tested.get("proposed") is None or tested["candidate"] != tested["proposed"]:
             return tested
-        pruned = prune_rules(self.run, tested["candidate"], indices, self.threads)
+        above = self.levels - (1 + max(n.depth() for n in nodes))
+        pruned = prune_rules(self.run, tested["candidate"], indices, self.threads, keep=2 * self.examples * max(0, above))
         if pruned.candidate != tested["candidate"]:
             self.run.ledger.link(pruned.candidate, [tested["candidate"]], f"rule ablation of the merge: {pruned.note()}")
         return {**tested, "candidate": pruned.candidate, "score": pruned.score,
@@ -249,7 +253,9 @@ class ProgressiveMerger:
     def merge(self, run: RunContext, leaves: Sequence[MergeNode], threads: int) -> MergeNode | None:
         if not leaves:
             return None
-        merger = LMMerger(run, first_node_id=max(n.node_id for n in leaves) + 1, threads=threads)
+        threshold = self.threshold if self.clustering == "kmeans" else len(leaves)
+        merger = LMMerger(run, first_node_id=max(n.node_id for n in leaves) + 1, threads=threads,
+                          levels=merge_levels(len(leaves), threshold), examples=sum(len(n.indices) for n in leaves))
         if self.clustering == "none" and len(leaves) > 1:
             return merger(leaves)
         return progressive_merge(leaves, self.threshold, kmeans_cluster(run.random_seed), merger, threads)

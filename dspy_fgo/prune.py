@@ -7,8 +7,10 @@ the union keeps both. ``prune_rules=True`` then ablates the merged candidate rul
 current one on the merge's union (``backtest.race``: paired on growing slices, the current candidate's
 scores come from the ledger, so only the ablated one runs) and replaces it when it reaches the whole
 union at an equal or higher score. A removal that is clearly worse on a slice stops its race early: the
-rule helps and stays. Costs at most one back-test of the union per rule; when the budget runs out the
-pruning stops and the current candidate stands.
+rule helps and stays. Costs at most one back-test of the union per rule. Pruning is the optional part of
+a merge: it stops, and the current candidate stands, when the next ablation would leave less than
+``keep`` runs of the budget (the planned back-tests of the merges above this one; the valset check is
+reserved by the budget itself), or when the budget runs out.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ def without_rule(candidate: Candidate, name: str, rule: str) -> Candidate:
     return candidate.updated({name: join_rules(base, [r for r in rules if r != rule])})
 
 
-def prune_rules(run: RunContext, candidate: Candidate, indices: list[int], threads: int = 1) -> Pruned:
+def prune_rules(run: RunContext, candidate: Candidate, indices: list[int], threads: int = 1, keep: int = 0) -> Pruned:
     """``candidate`` without the rules that do not help on ``indices`` (module docstring)."""
     from .merge import MergeNode  # merge.py imports this module
 
@@ -60,6 +62,10 @@ def prune_rules(run: RunContext, candidate: Candidate, indices: list[int], threa
     tried = 0
     for name in candidate:
         for rule in reversed(split_rules(candidate[name])[1]):
+            if keep and not run.budget.fits(len(indices) + keep):
+                logger.info("Pruning stopped: %d runs are kept for the merges above", keep)
+                return Pruned(current, score, tuple(dropped), tried, runs,
+                              f"stopped: {keep} runs kept for the merges above")
             ablated = without_rule(current, name, rule)
             tried += 1
             try:

@@ -95,6 +95,13 @@ def test_budget_formula_and_plan():
     assert plan(None, None, None, None, 12, 4, 1) == (2, None)
 
 
+def test_pruning_takes_one_union_back_test_per_level_from_the_steps_but_never_the_first():
+    assert plan(None, 310, None, None, 30, 20, 2) == (4, 310)
+    assert plan(None, 310, None, None, 30, 20, 2, prune=True) == (2, 310)  # N * L = 60 runs kept for pruning
+    assert plan(None, 250, None, None, 30, 20, 2, prune=True) == (1, 250)  # E = 1 stays
+    assert plan("light", None, None, None, 12, 4, 1, prune=True) == (1, 56 + 12)
+
+
 def test_auto_budget_is_planned_and_held(lms):
     task, opt = lms
     out = FGO(metric=exact_metric, reflection_lm=opt, auto="medium", num_subsets=3, num_threads=1).compile(

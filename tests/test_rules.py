@@ -292,6 +292,30 @@ def test_pruning_drops_the_rule_that_does_not_help_and_keeps_the_one_that_does(t
     assert ("pruned [self]: Be polite to the user at all times." in diagnosis_report(result)) is prune
 
 
+def four_rule_optimizer(request):
+    """c0 and c2 learn an uppercase rule each (in other words), every subset a rule of its own that changes nothing."""
+    import re
+
+    if "new_rules" in request.outputs:
+        c = int(re.search(r"category: c(\d)", request.fields.get("feedback", "")).group(1))
+        useful = {0: f"- {RULE}\n", 2: "- Write the answer in UPPERCASE characters.\n"}.get(c, "")
+        junk = ["Be polite to the user at all times.", "Greet the reader warmly first.",
+                "Keep every reply short and plain.", "Never use emoji in the reply."][c]
+        return {"new_rules": f"{useful}- {junk}"}
+    return rule_optimizer(request)
+
+
+def test_pruning_leaves_the_merges_above_the_budget_they_are_planned_to_need(task_lm):
+    result = fgo(FakeLM(four_rule_optimizer), update="rules", acceptance="tie", partition="category", num_subsets=None,
+                 merge_threshold=2, prune_rules=True, num_threads=1, max_metric_calls=48).compile(
+        program(), trainset=word_examples(8, categories=4), valset=word_examples(2)).fgo_result
+    root = result.merge_root
+    assert len(root.children) == 2 and all(not c.is_leaf for c in root.children)  # two levels of merges
+    assert root.note.startswith("merged")  # pruning below did not spend the root's back-test (it did before)
+    assert RULE in root.candidate["self"] and "UPPERCASE characters" in root.candidate["self"]
+    assert any("16 runs kept for the merges above" in c.note for c in root.children)  # 2 * 8 runs for one level
+
+
 def test_pruning_needs_rules():
     with pytest.raises(ValueError, match="update='rules'"):
         FGO(metric=exact_metric, prune_rules=True)
