@@ -79,6 +79,25 @@ def paired_difference(a: Any, b: Any, resamples: int = 10_000, level: float = 0.
             "seeds": [a.shape[0], b.shape[0]]}
 
 
+def run_level_p(a: Any, b: Any) -> float | None:
+    """Two-sided exact permutation p-value of the difference between the mean run scores of a and b (each
+    run's mean over the test examples): every way of splitting the pooled runs into groups of a's and b's
+    sizes is counted; None when either method has a single run (nothing to permute against)."""
+    from itertools import combinations
+
+    a_runs, b_runs = as_matrix(a).mean(axis=1), as_matrix(b).mean(axis=1)
+    if len(a_runs) < 2 or len(b_runs) < 2:
+        return None
+    pooled, observed = np.concatenate([a_runs, b_runs]), abs(a_runs.mean() - b_runs.mean())
+    total, extreme = 0, 0
+    for picked in combinations(range(len(pooled)), len(a_runs)):
+        mask = np.zeros(len(pooled), dtype=bool)
+        mask[list(picked)] = True
+        total += 1
+        extreme += abs(pooled[mask].mean() - pooled[~mask].mean()) >= observed - 1e-12
+    return float(extreme / total)
+
+
 def method_table(results: dict[str, Any]) -> pd.DataFrame:
     """Table 1 style: per method the mean test score over seeds, its spread, a bootstrap 95% interval over
     examples (seed-averaged scores), and the optimizer's tokens, calls and minutes (means over seeds)."""
@@ -102,8 +121,10 @@ def category_table(results: dict[str, Any]) -> pd.DataFrame:
 
 
 def paired_table(results: dict[str, Any], reference: str = "fgo") -> pd.DataFrame:
-    """``reference`` minus each other method: paired difference, bootstrap 95% interval, sign-flip p-value.
-    Two methods with several seeds each are paired on the seeds both have run."""
+    """``reference`` minus each other method: paired difference, bootstrap 95% interval, sign-flip p-value
+    over examples, and the run-level permutation p (``p_runs``, over all runs of both: does the spread of
+    the runs leave the difference of their means to chance?). Two methods with several seeds each are
+    paired on the seeds both have run."""
     methods = by_method(results)
     if reference not in methods:
         return pd.DataFrame()
@@ -113,7 +134,8 @@ def paired_table(results: dict[str, Any], reference: str = "fgo") -> pd.DataFram
         common = ref_seeds & other_seeds if len(ref_seeds) > 1 and len(other_seeds) > 1 else None  # pair seed with seed
         d = paired_difference(score_matrix(results, reference, common), score_matrix(results, other, common))
         rows.append({"vs": other, "difference": d["difference"], "ci_low": d["ci95"][0], "ci_high": d["ci95"][1],
-                     "p_value": d["p_value"], "n_examples": d["n_examples"], "seeds": f"{d['seeds'][0]} vs {d['seeds'][1]}"})
+                     "p_value": d["p_value"], "n_examples": d["n_examples"], "seeds": f"{d['seeds'][0]} vs {d['seeds'][1]}",
+                     "p_runs": run_level_p(score_matrix(results, reference), score_matrix(results, other))})
     return pd.DataFrame(rows).set_index("vs")
 
 

@@ -96,3 +96,13 @@ def test_the_plot_shows_every_method_in_its_legend_and_each_seed_of_a_multi_seed
     assert labels == ["seed (1 seed)", "fgo (3 seeds)", "gepa (3 seeds)"]
     assert sorted(len(c.get_offsets()) for c in ax.collections if c.get_offsets().ndim == 2 and
                   len(c.get_offsets()) > 1) == [3, 3]  # one scatter of per-seed points per multi-seed method
+
+
+def test_the_run_level_test_counts_every_split_of_the_runs_and_needs_two_runs_a_side():
+    from benchmarks.stats import run_level_p
+
+    ones, zeros = np.ones((3, 5)), np.zeros((3, 5))
+    assert run_level_p(ones, zeros) == 2 / 20  # only the observed split and its mirror are as extreme: 3 runs a side cannot reach 0.05
+    assert run_level_p(np.ones((4, 5)), zeros) == 1 / 35  # unequal sides have no mirror split
+    assert run_level_p(ones, ones) == 1.0
+    assert run_level_p(np.ones((1, 5)), zeros) is None
