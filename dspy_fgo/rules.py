@@ -22,6 +22,7 @@ from collections.abc import Iterable, Sequence
 RULES_HEADER = "Rules learned from examples:"
 MAX_RULE_WORDS = 60
 DUPLICATE_RATIO = 0.85  # difflib similarity above which two rules are the same rule
+SENTENCE_ENDS = (".", "!", "?", ":", ";", '"', "'", ")", "]", "`", "*")  # how a complete rule ends
 
 _CODE = re.compile(r"```|^\s*(def |class |import |from \S+ import |return |print\()|\bself\.\w+\s*=|^\s*\w+\s*=\s*\S",
                    re.MULTILINE)
@@ -44,10 +45,19 @@ def join_rules(base: str, rules: Sequence[str]) -> str:
 
 
 def parse_rule_list(reply: str) -> list[str]:
-    """The rules of an LM reply: its bulleted or numbered lines (or, with none, its non-empty lines)."""
+    """The rules of an LM reply: its bulleted or numbered lines (or, with none, its non-empty lines),
+    without a last rule cut off mid-sentence (a reply stopped at its token limit: every other rule ends
+    a sentence, the last does not, as in "- If the immediately")."""
     lines = [line for line in (reply or "").splitlines() if line.strip()]
     bullets = [m.group(1) for line in lines if (m := _BULLET.match(line))]
-    return [r.strip() for r in (bullets or [line.strip() for line in lines])]
+    rules = [r.strip() for r in (bullets or [line.strip() for line in lines])]
+    if len(rules) >= 2 and all(ends_sentence(r) for r in rules[:-1]) and not ends_sentence(rules[-1]):
+        return rules[:-1]
+    return rules
+
+
+def ends_sentence(rule: str) -> bool:
+    return rule.rstrip().endswith(SENTENCE_ENDS)
 
 
 def is_duplicate(rule: str, others: Iterable[str]) -> bool:

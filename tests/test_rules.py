@@ -46,6 +46,10 @@ def test_rule_lists_are_parsed_from_bullets_or_numbers_and_near_duplicates_dropp
     assert parse_rule_list("Here:\n- one rule here\n* two rule\n3. three rule") == ["one rule here", "two rule",
                                                                                      "three rule"]
     assert parse_rule_list("a plain line\nanother") == ["a plain line", "another"]
+    cut = "- Look for the word \"Waybill\".\n- Take the 10 digits after it.\n- If the word is present"
+    assert parse_rule_list(cut) == ['Look for the word "Waybill".', "Take the 10 digits after it."]  # cut at the token limit
+    assert parse_rule_list("- one rule here\n- and a second without a period") == ["one rule here",
+                                                                                  "and a second without a period"]
     rules = union_rules([["DHL puts it after Waybill."], ["DHL puts it after Waybill", "FedEx: Airbill."]])
     assert rules == ["DHL puts it after Waybill.", "FedEx: Airbill."]
     named = ['Take the value on the "Order" line.', 'Take the value on the "Code" line.']

@@ -1,16 +1,16 @@
-"""Offline tests of what every short-input task promises (tickets, prices, tracking, appointments, payments): seeded,
-balanced, stored with `datasets`, short prompts, a metric that scores the label 1 and every decoy 0."""
+"""Offline tests of what every short-input task promises (tickets, prices, tracking, appointments, payments,
+bookings): seeded, balanced, stored with `datasets`, short prompts, a metric that scores the label 1 and every decoy 0."""
 
 from collections import Counter
 
 import dspy
 import pytest
 
-from benchmarks.tasks import appointments, payments, prices, tickets, tracking
+from benchmarks.tasks import appointments, bookings, payments, prices, tickets, tracking
 from benchmarks.tasks.invoices import count_tokens
 from benchmarks.tasks.registry import load_task
 
-TASKS = [tickets.TASK, prices.TASK, tracking.TASK, appointments.TASK, payments.TASK]
+TASKS = [tickets.TASK, prices.TASK, tracking.TASK, appointments.TASK, payments.TASK, bookings.TASK]
 
 
 @pytest.fixture(scope="module", params=TASKS, ids=lambda t: t.name)

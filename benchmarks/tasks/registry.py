@@ -32,7 +32,7 @@ def load_task(name: str, train: int, val: int, test: int, seed: int = 0, **optio
     raise ValueError(f"Unknown task {name!r}; known: invoices, household, {', '.join(SHORT_TASKS)}")
 
 
-SHORT_TASKS = ("tickets", "prices", "tracking", "appointments", "payments", "stock")  # short inputs: benchmarks/tasks/<name>.py
+SHORT_TASKS = ("tickets", "prices", "tracking", "appointments", "payments", "stock", "bookings")  # short inputs: benchmarks/tasks/<name>.py
 
 
 def _short(name: str, train: int, val: int, test: int, seed: int, profile: str = "small", program: str = "predict",
