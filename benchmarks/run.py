@@ -136,7 +136,7 @@ def run_method(name: str, ctx: MethodContext, test, metric, out_dir: Path) -> di
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--task", default="invoices", help="invoices, household, tickets, prices, tracking, appointments, payments or stock")
+    p.add_argument("--task", default="invoices", help="invoices, household, tickets, prices, tracking, appointments, payments, bookings or stock")
     p.add_argument("--methods", default="seed,fgo,all-at-once,batch-wise,bootstrapping")
     p.add_argument("--task-lm", default="local:qwen0.5b")
     p.add_argument("--optimizer-lm", default="local:qwen1.5b")
