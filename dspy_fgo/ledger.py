@@ -64,6 +64,11 @@ class Ledger(Shippable):
                         self.best_outputs[split][t.index] = {"score": t.score, "prediction": dict(t.prediction),
                                                              "candidate": self._ids[candidate]}
 
+    def record_scores(self, candidate: Candidate, split: str, scores: dict[int, float]) -> None:
+        """Scores measured before (a resumed run's checkpoint), so that later stages reuse them."""
+        with self._lock:
+            self.entries[self._id(candidate)]["scores"][split].update(scores)
+
     def merge_from(self, entries: Sequence[dict[str, Any]]) -> None:
         """Add what a copy of this ledger (a Ray worker's) recorded: lineage and scores, by candidate text."""
         by_id = {e["id"]: Candidate(e["candidate"]) for e in entries}

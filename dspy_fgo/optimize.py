@@ -76,6 +76,8 @@ class SubsetResult:
     steps: list[StepRecord] = field(default_factory=list)
     stopped: str | None = None
     seed_score: float | None = None  # the seed's score on these examples (the first step's, when full)
+    best_scores: dict[int, float] = field(default_factory=dict)  # best_candidate's score per example index
+    seed_scores: dict[int, float] = field(default_factory=dict)  # and the seed's
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -87,6 +89,8 @@ class SubsetResult:
             "seed_candidate": self.seed_candidate.to_dict(),
             "history": [s.to_dict() for s in self.steps],
             "stopped": self.stopped,
+            "best_scores": {str(i): score for i, score in self.best_scores.items()},
+            "seed_scores": {str(i): score for i, score in self.seed_scores.items()},
         }
 
     @classmethod
@@ -94,7 +98,8 @@ class SubsetResult:
         steps = [StepRecord.from_dict(s) for s in data["history"]]
         best = Candidate(data["best_candidate"])
         return cls(data["subset_id"], list(data["indices"]), Candidate(data.get("seed_candidate", best)), best,
-                   data["best_score"], steps, data.get("stopped"), data.get("seed_score"))
+                   data["best_score"], steps, data.get("stopped"), data.get("seed_score"),
+                   *({int(i): score for i, score in data.get(key, {}).items()} for key in ("best_scores", "seed_scores")))
 
 
 def optimize_job(run: RunContext, job: Job) -> SubsetResult | None:
@@ -102,6 +107,8 @@ def optimize_job(run: RunContext, job: Job) -> SubsetResult | None:
     the other jobs go on (Ctrl-C and an LM that keeps failing stop the run; a spent budget ends the job
     with what it has). Configuration errors were found before any job started."""
     if run.checkpoint is not None and (done := run.checkpoint.load_subset(job.job_id, job.indices)) is not None:
+        run.ledger.record_scores(done.seed_candidate, "train", done.seed_scores)  # the merges' back-tests and
+        run.ledger.record_scores(done.best_candidate, "train", done.best_scores)  # pruning reuse them
         return done
     try:
         result = optimize_on_batches(run, job)
@@ -166,4 +173,7 @@ def optimize_on_batches(run: RunContext, job: Job) -> SubsetResult:
     if not job.keep_best:
         best, best_score = current, None
     logger.info("Subset %d: best score %s after %d steps", sid, best_score, len(steps))
-    return SubsetResult(sid, list(job.indices), seed, best, best_score, steps, stopped, seed_score)
+    own = set(job.indices)
+    seed_scores, best_scores = ({i: x for i, x in run.ledger.scores(c).items() if i in own} for c in (seed, best))
+    return SubsetResult(sid, list(job.indices), seed, best, best_score, steps, stopped, seed_score, best_scores,
+                        seed_scores)

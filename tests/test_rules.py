@@ -358,3 +358,20 @@ def test_a_forked_run_redoes_only_the_merges_with_other_merge_settings(task_lm, 
         fork_subsets(tmp_path / "plain", tmp_path / "pruned")
     with pytest.raises(ValueError, match="no finished subsets"):
         fork_subsets(tmp_path / "nothing", tmp_path / "other")
+
+
+def test_a_forked_run_with_the_same_settings_spends_what_the_original_spent_on_its_merges(task_lm, tmp_path):
+    from dspy_fgo import fork_subsets
+
+    def run(log_dir):
+        return fgo(FakeLM(two_rule_optimizer), update="rules", acceptance="tie", partition="category",
+                   num_subsets=None, merge_clustering="none", prune_rules=True, backtest="race",
+                   log_dir=str(log_dir)).compile(program(), trainset=word_examples(6, categories=2),
+                                                 valset=word_examples(2)).fgo_result
+
+    first = run(tmp_path / "first")
+    fork_subsets(tmp_path / "first", tmp_path / "again")
+    again = run(tmp_path / "again")
+    assert again.merge_root.candidate == first.merge_root.candidate
+    # the subsets' scores come back with them: the race and the pruning reuse them as the original run did
+    assert again.accounting["stages"]["merge"]["metric_calls"] == first.accounting["stages"]["merge"]["metric_calls"]
