@@ -51,8 +51,8 @@ def _batch_size(ctx: MethodContext) -> int:
 
 
 def run_fgo(ctx: MethodContext, **options: Any) -> dspy.Module:
-    return FGO(partition=ctx.partition, num_subsets=ctx.num_subsets, **_textgrad_kwargs(ctx), **options).compile(
-        ctx.program, trainset=ctx.trainset, valset=ctx.valset)
+    options = {"partition": ctx.partition, "num_subsets": ctx.num_subsets, **options}  # a switch may divide otherwise
+    return FGO(**_textgrad_kwargs(ctx), **options).compile(ctx.program, trainset=ctx.trainset, valset=ctx.valset)
 
 
 def run_all_at_once(ctx: MethodContext, **options: Any) -> dspy.Module:
@@ -81,6 +81,7 @@ FGO_SWITCHES: dict[str, dict[str, Any]] = {
     "full": {"backtest": "full"}, "race": {"backtest": "race"},
     "prune": {"prune_rules": True}, "noprune": {"prune_rules": False},
     "pick1": {"valset_candidates": 1}, "pick4": {"valset_candidates": 4},
+    "byfailure": {"partition": "failures"}, "byrandom": {"partition": "random"},  # FGO only (the baselines do not divide)
 }
 
 

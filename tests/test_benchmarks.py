@@ -116,6 +116,13 @@ def test_variants_set_fgo_options_on_fgo_and_on_its_schedule_baselines(monkeypat
         methods.fgo_variant("batch-wise+tiee")
 
 
+def test_a_partition_switch_divides_fgo_by_failure_pattern(tmp_path):
+    ctx, _, _ = _ctx()
+    run_method("fgo+rules+byfailure", ctx, word_examples(12)[8:], exact_metric, tmp_path)
+    record = json.loads((tmp_path / "fgo+rules+byfailure-seed0.fgo.json").read_text())
+    assert record["config"]["partition"] == "failures" and record["config"]["update"] == "rules"
+
+
 def test_a_schedule_baseline_runs_with_fgo_switches(tmp_path):
     ctx, _, _ = _ctx()
     run = run_method("all-at-once+rules+tie", ctx, word_examples(12)[8:], exact_metric, tmp_path)
