@@ -24,8 +24,8 @@ at the mean of the slice's examples from the same stratum (the member's own subs
 member's known scores on its own examples are used exactly.
 
 The member's scores come from the run's ledger where it already ran (its own subset's examples, or an
-earlier back-test); only the rest run. So a race costs at most what ``"full"`` costs, except after a
-resume from ``log_dir``, when the ledger is empty and the member's own examples in the slices run again.
+earlier back-test; a resumed run gets them back from the subsets' checkpoints); only the rest run. So a
+race costs at most what ``"full"`` costs.
 """
 
 from __future__ import annotations
