@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import dspy
 from dspy.utils.callback import BaseCallback
 
-from .budget import BudgetExhausted, count_tokens, cut_to_tokens, price
+from .budget import BudgetExhausted, _RoleTracker, count_tokens, cut_to_tokens, price
 from .feedback import CORRECT_CRITIQUE, MIN_FEEDBACK_TOKENS, components_within
 from .rollout import Trajectory, render_trajectory
 from .signatures import (
@@ -225,23 +225,53 @@ class _TaskCounter(BaseCallback):
             self.completion_tokens += tokens
 
 
+class _ReportedUsage:
+    """The usage the LM itself reported for the pilot's calls (its own tokenizer; cache hits report none),
+    passed on to the tracker outside the pilot."""
+
+    def __init__(self, outer: Any):
+        self.outer = outer.parent if isinstance(outer, _RoleTracker) else outer  # a role re-adds itself inside
+        self.calls = self.prompt_tokens = self.completion_tokens = 0
+        self._lock = threading.Lock()
+
+    def add_usage(self, lm: str, usage_entry: dict[str, Any]) -> None:
+        with self._lock:
+            self.calls += 1
+            self.prompt_tokens += int(usage_entry.get("prompt_tokens") or 0)
+            self.completion_tokens += int(usage_entry.get("completion_tokens") or 0)
+        if self.outer is not None:
+            self.outer.add_usage(lm, usage_entry)
+
+    def __deepcopy__(self, memo):  # DSPy deep-copies the tracker per thread; one shared count
+        return self
+
+
 @dataclass
 class Pilot:
-    """The seed's runs on a few training examples and what the task LM spent on them."""
+    """The seed's runs on a few training examples and what the task LM spent on them: ``task_calls`` and the
+    tokens counted with the project's counter for every call, ``reported`` (calls, prompt, completion tokens)
+    for the calls the LM reported usage for."""
 
     runs: list[Trajectory]
     task_calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     note: str = ""
+    reported: tuple[int, int, int] = (0, 0, 0)
 
     @property
     def failure_rate(self) -> float | None:
         return sum(t.failed for t in self.runs) / len(self.runs) if self.runs else None
 
     def per_run(self) -> tuple[float, float, float]:
-        """(task calls, prompt tokens, completion tokens) per program run."""
+        """(task calls, prompt tokens, completion tokens) per program run. Tokens per call are the LM's own
+        count where it reported one: the project's counter (gpt-4o's tokenizer) reads an id like
+        "1Z999AA10123456784" as half the tokens Qwen's tokenizer, one per digit, spends on it."""
         n = max(1, len(self.runs))
+        calls, prompt, completion = self.reported
+        if calls:
+            per_call = self.task_calls / n
+            return per_call, per_call * prompt / calls, per_call * completion / calls
         return self.task_calls / n, self.prompt_tokens / n, self.completion_tokens / n
 
 
@@ -255,14 +285,15 @@ def pilot_indices(run: RunContext, jobs: Sequence[Job], size: int = PILOT_EXAMPL
 def run_pilot(run: RunContext, indices: Sequence[int], threads: int = 1) -> Pilot:
     """Run the seed on ``indices`` (counted metric calls), keep the runs for the first step to reuse, and
     measure the task LM. A spent budget gives a pilot without runs."""
-    counter = _TaskCounter()
+    counter, reported = _TaskCounter(), _ReportedUsage(dspy.settings.usage_tracker)
     try:
-        with dspy.context(callbacks=[*(dspy.settings.get("callbacks") or []), counter]):
+        with dspy.context(callbacks=[*(dspy.settings.get("callbacks") or []), counter], usage_tracker=reported):
             runs = run.evaluate(run.seed, list(indices), threads=threads, desc="estimate: pilot")
     except BudgetExhausted as exc:
         return Pilot([], note=f"no pilot: {exc.reason}")
     run.seed_runs.put(runs)
-    return Pilot(runs, counter.calls, counter.prompt_tokens, counter.completion_tokens)
+    return Pilot(runs, counter.calls, counter.prompt_tokens, counter.completion_tokens,
+                 reported=(reported.calls, reported.prompt_tokens, reported.completion_tokens))
 
 
 # ----- prompt sizes ------------------------------------------------------------------------------------

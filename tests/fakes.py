@@ -31,11 +31,13 @@ class FakeLM(Shippable, BaseLM):  # picklable for Ray workers (counters then sta
     field values of the last user message) and ``.outputs`` (the names of the expected output fields).
     Usage is counted with litellm's counter (as a real tokenizer would) and also summed on the fake itself.
     With ``window``, a prompt longer than that many tokens raises, like a real context-window error.
+    ``completion_scale`` multiplies the completion tokens it reports (a tokenizer that splits digits).
     """
 
-    def __init__(self, handler: Callable, model: str = "fake/lm", window: int | None = None):
+    def __init__(self, handler: Callable, model: str = "fake/lm", window: int | None = None,
+                 completion_scale: float = 1.0):
         super().__init__(model=model, model_type="chat", temperature=0.0, max_tokens=500, cache=False)
-        self.handler, self.window = handler, window
+        self.handler, self.window, self.completion_scale = handler, window, completion_scale
         self.calls = self.prompt_tokens = self.completion_tokens = 0
         self.overflows = 0
         self._lock = threading.Lock()
@@ -55,7 +57,7 @@ class FakeLM(Shippable, BaseLM):  # picklable for Ray workers (counters then sta
         request = SimpleNamespace(system=system, user=user, fields=dict(FIELD.findall(user)), outputs=outputs)
         answer = self.handler(request)
         text = answer if isinstance(answer, str) else format_fields(answer)
-        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": count_tokens(text)}
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": round(count_tokens(text) * self.completion_scale)}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         with self._lock:
             self.calls += 1

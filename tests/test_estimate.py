@@ -96,6 +96,17 @@ def test_task_and_critique_prompts_are_measured_exactly(lms):
     assert abs(pilot["task_tokens_per_run"] - per_run) / per_run < 0.1
 
 
+def test_task_tokens_per_run_are_the_lms_own_count_where_it_reports_one():
+    """A task LM whose tokenizer spends twice the project counter's tokens on its replies (Qwen reads an id's
+    digits one by one): the estimate's task completion tokens follow what the LM reports."""
+    task = FakeLM(uppercase_task, model="fake/task", completion_scale=2.0)
+    with dspy.context(lm=task):
+        result = compile_fgo(FakeLM(rule_optimizer, model="fake/opt"), epochs=1)
+    est, actual = result.accounting["estimate"]["roles"]["task"], result.accounting["roles"]["task"]
+    per_call = actual["completion_tokens"] / actual["calls"]
+    assert abs(est["completion_tokens"] / est["calls"] - per_call) / per_call < 0.1
+
+
 def test_the_pilot_costs_no_extra_metric_calls_and_no_optimizer_calls(lms):
     task, opt = lms
     with_estimate = compile_fgo(opt, epochs=1)
