@@ -4,7 +4,7 @@ from .baselines import AllAtOnce, BatchWise, Bootstrapping
 from .budget import BudgetExhausted
 from .candidate import Candidate
 from .context import LMFailedError
-from .fgo import FGO, FGOTeleprompter, TextGradOptimizer
+from .fgo import FGO, PAPER_SETTINGS, FGOTeleprompter, TextGradOptimizer
 from .merge import MergeNode
 from .optimize import SubsetResult
 from .persist import fork_subsets, load_program, save_program
@@ -14,6 +14,7 @@ from .rollout import Trajectory
 __all__ = [
     "FGO",
     "FGOTeleprompter",
+    "PAPER_SETTINGS",
     "AllAtOnce",
     "BatchWise",
     "Bootstrapping",

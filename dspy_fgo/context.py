@@ -64,6 +64,7 @@ class ErrorLog(Shippable):
         self.counts: Counter[str] = Counter()
         self.secrets = tuple(secrets)
         self._recent: dict[str, deque[bool]] = {}
+        self.outcomes: dict[str, Counter[bool]] = {}  # per role: units that failed (True) and that did not
 
     def record(self, stage: str, message: str, **details: Any) -> None:
         message = redact(message, self.secrets)[:2000]
@@ -78,6 +79,7 @@ class ErrorLog(Shippable):
         with self._lock:
             recent = self._recent.setdefault(role, deque(maxlen=FAILURE_STREAK))
             recent.append(exc is not None)
+            self.outcomes.setdefault(role, Counter())[exc is not None] += 1
             failing = len(recent) == FAILURE_STREAK and all(recent)
         if failing:
             what = redact(f"{type(exc).__name__}: {exc}", self.secrets)[:300]
@@ -85,6 +87,19 @@ class ErrorLog(Shippable):
                 f"The {role} LM failed on {FAILURE_STREAK} calls in a row after retries (last: {what}). "
                 f"Check its model name, API key and server; finished work is kept in log_dir if one was given."
             )
+
+
+    def raise_if_every_call_failed(self, roles: Sequence[str]) -> None:
+        """A run too small for ``FAILURE_STREAK`` failures in a row still stops when an LM failed on every
+        one of its calls: the run would otherwise return the seed as if optimizing had found nothing."""
+        for role in roles:
+            counts = self.outcomes.get(role, Counter())
+            if counts[True] and not counts[False]:
+                last = next((r["message"] for r in reversed(self.records) if r["stage"] == role), "")
+                raise LMFailedError(
+                    f"The {role} LM failed on every one of its {counts[True]} calls after retries (last: "
+                    f"{last[:300]}). Check its model name, API key and server; finished work is kept in log_dir "
+                    "if one was given.")
 
 
 class SeedRuns(Shippable):

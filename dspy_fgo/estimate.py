@@ -69,7 +69,6 @@ PROPOSAL_GROWTH = 60  # a rewrite returns the current text and about this many t
 RULE_TOKENS, RULES_PER_STEP = 35, 2  # update="rules": a reply of 1 to 3 one-sentence rules
 LESSONS_TOKENS = 150  # a summary of one part of a step's feedback that did not fit the window
 VERSION_HEADER_TOKENS = 15  # "Version i: optimized on n examples (categories), score s"
-TOKENS_PER_RULE = 25  # one itemized rule, for the number of rules ``prune_rules`` ablates
 # Each step fixes this share of the failures left (the step after a proposal critiques the proposal's runs).
 # It decides the later steps' critiques and how often a step is skipped as perfect. Measured on the stored
 # tracking runs (qwen1.5b proposing for qwen0.5b): 0.03 to 0.30 per step, 0.12 pooled over 184 failures;
@@ -472,7 +471,7 @@ def _expected(run: RunContext, jobs: Sequence[Job], sizes: _Sizes, f0: float, fi
     step_growth = RULES_PER_STEP * RULE_TOKENS if rules else PROPOSAL_GROWTH
     cap = run.max_component_tokens
     texts = len(sizes.component)
-    metric = grown = 0.0
+    metric = grown = pruning = pruning_grown = 0.0
     if divide_by_failures:  # the seed on the whole trainset, its failures critiqued
         metric += len(run.trainset)
         if run.feedback != "raw":
@@ -526,23 +525,28 @@ def _expected(run: RunContext, jobs: Sequence[Job], sizes: _Sizes, f0: float, fi
         metric += best + differ * union  # and the merge's on all of it
         grown += (best * max(m.growth for m in members) + differ * union * merged) * texts
         if rules and run.prune_rules:  # at most one union back-test per rule (an upper bound: races stop early)
-            ablations = differ * union * sum(m.growth for m in members) / TOKENS_PER_RULE
-            metric += ablations
-            grown += ablations * merged * texts
+            ablations = differ * union * sum(m.growth for m in members) / RULE_TOKENS  # the growth's rules
+            pruning += ablations
+            pruning_grown += ablations * merged * texts
         for name, seed_tokens in sizes.component.items():
             if rules and seed_tokens + sum(m.growth for m in members) <= cap:
                 continue  # the union of the members' rules: an LM merge only when it is over the cap
             versions = sum(VERSION_HEADER_TOKENS + min(cap, seed_tokens + m.growth) for m in members)
             mrg.add(differ, sizes.merge[name] + versions,
                     min(cap, seed_tokens + max(m.growth for m in members)) + PROPOSAL_GROWTH)
+    limit = run.budget.limits.get("max_metric_calls")
+    if limit is not None and pruning:  # pruning stops where the budget does (prune.py), the valset check kept
+        reserve = 2 * len(run.valset) * (1 - math.prod(1 - leaf.changed for leaf in leaves)) if run.valset else 0.0
+        share = min(1.0, max(0.0, limit - metric - reserve) / pruning)
+        pruning, pruning_grown = pruning * share, pruning_grown * share
+    metric, grown = metric + pruning, grown + pruning_grown
     if run.valset is not None:  # the seed and the winner on the valset, when the run changed something
         changed = 1 - math.prod(1 - leaf.changed for leaf in leaves)
         root = _merged(groups[-1], rules) if groups else max(leaves, key=lambda m: m.growth, default=_Member(0, 0, 0))
         metric += 2 * len(run.valset) * changed
         grown += len(run.valset) * changed * root.growth * texts
         extra = min(run.valset_candidates - 1, max(0, 2 * len(leaves) - 2)) * len(run.valset) * changed
-        limit = run.budget.limits.get("max_metric_calls")  # more nodes only on what the run left of its budget
-        extra = extra if limit is None else max(0.0, min(extra, limit - metric))
+        extra = extra if limit is None else max(0.0, min(extra, limit - metric))  # on what the run left
         metric += extra
         grown += extra * _mean([m.growth for m in leaves] or [0.0]) * texts
     return roles, metric, grown

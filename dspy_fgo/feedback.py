@@ -125,14 +125,19 @@ def checked_text(run: RunContext, text: str, trajectories: Sequence[Trajectory],
 
 def add_rules(run: RunContext, current: str, reply: str, trajectories: Sequence[Trajectory],
               rejected: dict[str, str], name: str) -> str | None:
-    """``current`` plus the reply's new rules that pass :func:`proposal_problem` and are not duplicates."""
+    """``current`` plus the reply's new rules that pass :func:`proposal_problem`, are not duplicates and keep
+    the text within ``max_component_tokens`` (as a rewrite is held to it)."""
     base, rules = split_rules(current)
-    added, problems = [], []
+    added, problems, cap = [], [], run.max_component_tokens
     for rule in parse_rule_list(reply):
         problem = proposal_problem(run, rule, trajectories, MAX_RULE_WORDS)
+        if problem is None and is_duplicate(rule, rules + added):
+            continue
+        if problem is None and run.tokens(join_rules(base, rules + added + [rule]), "optimizer") > cap:
+            problem = f"takes the component over max_component_tokens={cap}"
         if problem is not None:
             problems.append(f"{rule[:60]!r} {problem}")
-        elif not is_duplicate(rule, rules + added):
+        else:
             added.append(rule)
     if problems:
         rejected[name] = "; ".join(problems)

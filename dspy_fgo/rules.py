@@ -38,10 +38,12 @@ def split_rules(text: str) -> tuple[str, list[str]]:
 
 
 def join_rules(base: str, rules: Sequence[str]) -> str:
-    """The component text of ``base`` plus ``rules`` (just ``base`` when there are none)."""
+    """The component text of ``base`` plus ``rules`` (just ``base`` when there are none; an empty base,
+    as a tool argument's description often is, gets the rules alone)."""
     if not rules:
         return base.strip()
-    return f"{base.strip()}\n\n{RULES_HEADER}\n" + "\n".join(f"- {r}" for r in rules)
+    head = f"{base.strip()}\n\n" if base.strip() else ""
+    return f"{head}{RULES_HEADER}\n" + "\n".join(f"- {r}" for r in rules)
 
 
 def parse_rule_list(reply: str) -> list[str]:

@@ -86,20 +86,31 @@ def uppercase_task(request) -> dict:
     return out
 
 
+# A raw run (feedback="raw") as render_trajectory shows it: an uppercase answer expected, the lowercase predicted.
+RAW_CASE_MISS = re.compile(r"Expected:\n\s+answer: ([A-Z][A-Z0-9]*)\nPredicted:\n(?:\s+\w+: .*\n)*?\s+answer: ([a-z][a-z0-9]*)\n")
+
+
+def sees_uppercase(feedback: str) -> bool:
+    """What a reader of the feedback learns: a critique saying "uppercase", or raw runs that miss only the case."""
+    return "uppercase" in feedback.lower() or any(
+        want.lower() == got for want, got in RAW_CASE_MISS.findall(feedback))
+
+
 def rule_optimizer(request) -> dict:
-    """Evaluator, optimizer and merge LM in one: finds and spreads the uppercase rule."""
+    """Evaluator, optimizer and merge LM in one: finds and spreads the uppercase rule (from a critique or
+    from the raw runs)."""
     if "critique" in request.outputs:
         return {"critique": "The expected answer is in capitals; the rule is to answer in uppercase."}
     if "lessons" in request.outputs:
         return {"lessons": "Answers must be uppercase."}
     if "new_text" in request.outputs:
         current = request.fields.get("current_text", "")
-        if "uppercase" in request.fields.get("feedback", "").lower() and RULE not in current:
+        if sees_uppercase(request.fields.get("feedback", "")) and RULE not in current:
             return {"new_text": f"{current} {RULE}".strip()}
         return {"new_text": current}
     if "new_rules" in request.outputs:
         current = request.fields.get("current_text", "")
-        if "uppercase" in request.fields.get("feedback", "").lower() and RULE not in current:
+        if sees_uppercase(request.fields.get("feedback", "")) and RULE not in current:
             return {"new_rules": f"- {RULE}"}
         return {"new_rules": ""}
     if "merged_text" in request.outputs:

@@ -8,7 +8,7 @@ import dspy
 import pytest
 from fakes import RULE, FakeLM, exact_metric, rule_optimizer, uppercase_task, word_examples
 
-from dspy_fgo import FGO
+from dspy_fgo import FGO, PAPER_SETTINGS
 from dspy_fgo.backtest import clearly_worse, race_slices, sign_test, union_estimate
 
 N = 24  # two subsets of 12 (by category), one merge over all 24
@@ -30,10 +30,11 @@ def subset_optimizer(merged_text=None):
 
 
 def run(backtest, merged_text=None, log_dir=None, seed=0, valset=True):
+    """The paper's path: free-text rewrites and an LM merge (a rules merge is a union without one)."""
     task = FakeLM(uppercase_task, model="fake/task")
     opt = FakeLM(subset_optimizer(merged_text), model="fake/opt")
-    fgo = FGO(metric=exact_metric, optimizer_lm=opt, partition="category", num_subsets=2, epochs=1, num_threads=1,
-              backtest=backtest, seed=seed, log_dir=str(log_dir) if log_dir else None)
+    fgo = FGO(**PAPER_SETTINGS, metric=exact_metric, optimizer_lm=opt, partition="category", num_subsets=2, epochs=1,
+              num_threads=1, backtest=backtest, seed=seed, log_dir=str(log_dir) if log_dir else None)
     with dspy.context(lm=task):
         out = fgo.compile(dspy.Predict("question -> answer"), trainset=word_examples(N, categories=2),
                           valset=word_examples(4) if valset else None)
@@ -88,8 +89,8 @@ def test_a_slightly_worse_merge_is_not_stopped_but_rejected_on_the_union():
 
     opt = FakeLM(subset_optimizer(f"{RULE} Merged slightly."), model="fake/opt")
     with dspy.context(lm=FakeLM(task, model="fake/task")):
-        result = FGO(metric=exact_metric, optimizer_lm=opt, partition="category", num_subsets=2, epochs=1, num_threads=1,
-                     backtest="race").compile(dspy.Predict("question -> answer"),
+        result = FGO(**PAPER_SETTINGS, metric=exact_metric, optimizer_lm=opt, partition="category", num_subsets=2,
+                     epochs=1, num_threads=1, backtest="race").compile(dspy.Predict("question -> answer"),
                                               trainset=word_examples(N, categories=2)).fgo_result
     root = result.merge_root
     assert root.candidate != root.proposed and not root.estimated

@@ -109,8 +109,10 @@ def test_variants_set_fgo_options_on_fgo_and_on_its_schedule_baselines(monkeypat
         monkeypatch.setitem(methods.VARIANT_HEADS, head, lambda ctx, _h=head, **options: seen.setdefault(_h, options))
     methods.fgo_variant("all-at-once+rules+tie")(None)
     methods.fgo_variant("fgo+rewrite+pick4")(None)
-    assert seen == {"all-at-once": {"update": "rules", "acceptance": "tie"},
-                    "fgo": {"update": "rewrite", "valset_candidates": 4}}
+    base = methods.VARIANT_BASE  # a variant's name keeps its meaning when FGO's defaults change
+    assert seen == {"all-at-once": {**base, "update": "rules", "acceptance": "tie"},
+                    "fgo": {**base, "update": "rewrite", "valset_candidates": 4}}
+    assert base["update"] == "rewrite" and base["feedback"] == "critique" and base["check_format"] is True
     assert methods.fgo_variant("gepa+rules") is None and methods.fgo_variant("fgo") is None
     with pytest.raises(ValueError, match="unknown FGO switches"):
         methods.fgo_variant("batch-wise+tiee")

@@ -5,8 +5,8 @@ What the fakes do that the estimate cannot know, and so where it is off on them:
 - the fake critic writes ~18-token critiques (the estimate assumes 100), so the proposals' feedback is shorter;
 - the fake optimizer fixes every failure in the first step (the estimate assumes each step fixes half of what
   is left), so with epochs=2 the second step never runs;
-- every subset's fake rewrite is the same text, and with feedback="raw" the fake never changes anything (it
-  looks for the word "uppercase" in the critiques), so no merge calls the LM (the estimate expects merges).
+- every subset's fake rewrite (or rule) is the same text, so no merge calls the LM, is back-tested or has its
+  rules pruned (the estimate expects merges).
 """
 
 import json
@@ -59,7 +59,7 @@ CONFIGS = [
     pytest.param(2, "rewrite", "critique", marks=pytest.mark.xfail(strict=True, reason=OFF)),  # x0.62, x0.47
     pytest.param(2, "rewrite", "raw", marks=pytest.mark.xfail(strict=True, reason=OFF)),  # x0.73: no merge needed
     pytest.param(2, "rules", "critique", marks=pytest.mark.xfail(strict=True, reason=OFF)),  # x0.62, x0.50
-    (2, "rules", "raw"),
+    pytest.param(2, "rules", "raw", marks=pytest.mark.xfail(strict=True, reason=OFF)),  # x0.50, x0.45
 ]
 
 
@@ -84,9 +84,18 @@ def test_actual_usage_lies_in_the_estimates_range(lms, epochs, update, feedback)
     assert 0.75 * low_prompt <= prompt <= 1.25 * high_prompt
 
 
+def test_steps_that_fix_nothing_are_estimated_within_25_percent(lms):
+    """A proposer that finds no rule: every step runs (the fakes above fix every failure in the first)."""
+    task, _ = lms
+    blind = FakeLM(lambda r: {"new_rules": ""} if "new_rules" in r.outputs else rule_optimizer(r), model="fake/opt")
+    (calls, prompt), _, _, (actual_calls, actual_prompt) = side(compile_fgo(blind, epochs=2))
+    assert actual_calls == calls == 8  # 4 subsets, 2 steps
+    assert 0.75 * prompt <= actual_prompt <= 1.25 * prompt
+
+
 def test_task_and_critique_prompts_are_measured_exactly(lms):
     task, opt = lms
-    result = compile_fgo(opt, epochs=1)
+    result = compile_fgo(opt, epochs=1, feedback="critique")
     est, roles = result.accounting["estimate"]["roles"], result.accounting["roles"]
     assert est["evaluator"]["calls"] == roles["evaluator"]["calls"] == 12  # the seed fails every run
     assert abs(est["evaluator"]["prompt_tokens"] - roles["evaluator"]["prompt_tokens"]) <= 12
@@ -131,7 +140,8 @@ def test_the_estimate_is_in_the_saved_json_and_the_summary(lms, tmp_path):
     assert {"critique_tokens", "fix_rate"} <= set(est["assumptions"])
     summary = FGOResult.load(tmp_path / "run.json").summary()
     assert "estimate -> actual" in summary
-    assert any(line.strip().startswith("evaluator") and "(x1.00)" in line for line in summary.splitlines())
+    # no critic (feedback="raw"): the optimizer's calls are as estimated, one per subset
+    assert any(line.strip().startswith("optimizer") and "4 -> 4 (x1.00)" in line for line in summary.splitlines())
 
 
 def test_a_budget_too_small_for_the_plan_is_called_so(lms, caplog):
@@ -162,15 +172,18 @@ def test_estimate_run_alone_calls_no_optimizer_side_lm(lms):
     assert estimate.to_dict()["optimizer_side"]["calls"] == round(estimate.optimizer_side.calls)
 
 
-def test_failures_partition_and_baselines_are_estimated(lms):
+@pytest.mark.parametrize("feedback,critiques,whole_calls", [("critique", 24, 13), ("raw", 0, 1)])
+def test_failures_partition_and_baselines_are_estimated(lms, feedback, critiques, whole_calls):
     task, opt = lms
-    failures = compile_fgo(opt, epochs=1, partition="failures")
+    failures = compile_fgo(opt, epochs=1, partition="failures", feedback=feedback)
     est, roles = failures.accounting["estimate"]["roles"], failures.accounting["roles"]
-    # the divide stage critiques the seed's 12 failures and the first step again (the fake has no cache)
-    assert est["evaluator"]["calls"] == roles["evaluator"]["calls"] == 24
-    whole = compile_fgo(FakeLM(rule_optimizer, model="fake/opt"), cls=AllAtOnce, epochs=1)
+    # the divide stage critiques the seed's 12 failures and the first step again (the fake has no cache);
+    # feedback="raw" has no critic
+    assert est["evaluator"]["calls"] == roles.get("evaluator", {"calls": 0})["calls"] == critiques
+    whole = compile_fgo(FakeLM(rule_optimizer, model="fake/opt"), cls=AllAtOnce, epochs=1, feedback=feedback)
     (calls, prompt), _, _, (actual_calls, actual_prompt) = side(whole)
-    assert calls == actual_calls == 13 and 0.75 * prompt <= actual_prompt <= 1.25 * prompt
+    # 12 critiques and a proposal, or the proposal alone
+    assert calls == actual_calls == whole_calls and 0.75 * prompt <= actual_prompt <= 1.25 * prompt
     assert whole.accounting["estimate"]["metric_calls"] == whole.total_metric_calls == 32
 
 
@@ -196,6 +209,22 @@ def test_rule_pruning_adds_its_back_tests_to_the_expected_metric_calls(lms):
     assert pruned > plain  # one union back-test (12 runs) per expected rule of the merge, weighted by P(merge)
 
 
+def test_rule_pruning_is_estimated_only_up_to_what_the_metric_call_budget_leaves(lms):
+    """Pruning stops before the budget does (the valset check kept): the estimate does not expect more."""
+    task, opt = lms
+
+    def metric_calls(limit):
+        run = RunContext.create(dspy.Predict("question -> answer"), word_examples(12), exact_metric, optimizer_lm=opt,
+                                valset=word_examples(16)[12:], epochs=1, update="rules", prune_rules=True,
+                                budget=Budget(max_metric_calls=limit))
+        jobs = DivideSchedule("random", num_subsets=4).plan(run, 1)
+        return estimate_run(run, jobs, levels=1, merge_threshold=4).metric_calls
+
+    unbounded = metric_calls(None)
+    assert metric_calls(10_000) == unbounded
+    assert unbounded > 60 and metric_calls(60) <= 60 + 1e-9  # 12 seed + 12 proposal + 12 + merge runs fit in 60
+
+
 def test_more_valset_candidates_add_valset_runs_up_to_what_the_budget_leaves(lms):
     task, opt = lms
 
@@ -211,7 +240,7 @@ def test_more_valset_candidates_add_valset_runs_up_to_what_the_budget_leaves(lms
     assert metric_calls(3, limit=math.ceil(one)) <= math.ceil(one)
 
 
-def test_task_prompt_tokens_count_the_rules_the_candidates_grow_by(lms):
+def growing_run(**kw) -> FGOResult:
     """Each step adds two ~35-token rules that fix nothing (ties kept): later runs carry longer instructions."""
     rng = random.Random(0)
     vocabulary = [f"{a}{b}" for a in ("check", "read", "note", "keep", "mark", "find") for b in "abcdefghijklmnop"]
@@ -225,10 +254,24 @@ def test_task_prompt_tokens_count_the_rules_the_candidates_grow_by(lms):
         return {"new_rules": f"- {rule()}\n- {rule()}"}
 
     with dspy.context(lm=FakeLM(lambda request: {"answer": "never"}, model="fake/task")):
-        result = compile_fgo(FakeLM(growing, model="fake/opt"), n=16, epochs=2, update="rules", feedback="raw",
-                             acceptance="tie")
+        return compile_fgo(FakeLM(growing, model="fake/opt"), n=16, epochs=2, update="rules", feedback="raw",
+                           acceptance="tie", **kw)
+
+
+def test_task_prompt_tokens_count_the_rules_the_candidates_grow_by():
+    # without pruning, whose ablations are estimated at the merge's full length (an upper bound; see below)
+    result = growing_run(prune_rules=False)
     est, actual = result.accounting["estimate"]["roles"]["task"], result.accounting["roles"]["task"]
     pilot = result.accounting["estimate"]["pilot"]
     flat = result.accounting["estimate"]["metric_calls"] * pilot["task_tokens_per_run"]  # the seed's size only
     assert actual["prompt_tokens"] > 1.25 * flat  # the growth matters here
     assert 0.75 * est["prompt_tokens"] <= actual["prompt_tokens"] <= 1.25 * est["prompt_tokens"]
+
+
+def test_rule_pruning_is_estimated_as_one_union_back_test_per_rule_and_bounds_the_runs():
+    """The default prune_rules: the merge's 16 rules (4 subsets, 2 steps of 2) ablated on its union of 16."""
+    result = growing_run()
+    est, actual = result.accounting["estimate"], result.accounting
+    assert actual["stages"]["merge"]["metric_calls"] > 16 * 8  # the ablations ran
+    assert 0.75 * est["metric_calls"] <= actual["metric_calls"] <= est["metric_calls"]
+    assert actual["roles"]["task"]["prompt_tokens"] <= est["roles"]["task"]["prompt_tokens"]

@@ -10,7 +10,7 @@ import dspy
 import pytest
 from fakes import RULE, FakeLM, exact_metric, rule_optimizer, uppercase_task, word_examples
 
-from dspy_fgo import FGO, LMFailedError, save_program
+from dspy_fgo import FGO, PAPER_SETTINGS, LMFailedError, save_program
 from dspy_fgo.budget import count_tokens
 from dspy_fgo.candidate import Candidate
 from dspy_fgo.merge import MergeNode
@@ -44,8 +44,10 @@ class Recording(FakeLM):
 
 
 def huge_rewrite(request):
+    """A rewrite, or with update="rules" a reply of new rules, far over max_component_tokens."""
     out = rule_optimizer(request)
-    return {"new_text": out["new_text"] + " " + "Be careful. " * 17000} if "new_text" in out else out
+    key = next((k for k in ("new_text", "new_rules") if k in out), None)
+    return {key: out[key] + " " + "Be careful. " * 17000} if key else out
 
 
 def test_an_oversized_rewrite_is_recorded_and_skipped_and_a_resume_goes_through(tmp_path):
@@ -61,19 +63,26 @@ def test_an_oversized_rewrite_is_recorded_and_skipped_and_a_resume_goes_through(
     assert opt.overflows == 0
 
 
-def test_long_components_never_overflow_the_critique_or_propose_prompts():
+@pytest.mark.parametrize("settings, grows", [({}, True), (PAPER_SETTINGS, False)], ids=["rules", "paper"])
+def test_long_components_never_overflow_the_critique_or_propose_prompts(settings, grows):
     def long_rewrites(request):
         if "critique" in request.outputs:
             return {"critique": "wrong"}
         if "new_text" in request.outputs:
             return {"new_text": "Think step by step. " * 150}  # within the cap, long for the window
+        if "new_rules" in request.outputs:  # 50 distinct rules a step: the component grows to the cap
+            n = len(request.fields.get("current_text", ""))
+            return {"new_rules": "\n".join(f'- Check the "part {n}-{i}" line step by step.' for i in range(50))}
         return rule_optimizer(request)
 
     opt = FakeLM(long_rewrites, model="fake/opt", window=3000)
     with dspy.context(lm=FakeLM(uppercase_task)):
-        FGO(metric=exact_metric, optimizer_lm=opt, num_subsets=1, epochs=3, num_threads=1, context_window=3000,
-            max_retries=0).compile(dspy.Predict("question -> answer"), trainset=word_examples(3))
+        result = FGO(metric=exact_metric, optimizer_lm=opt, num_subsets=1, epochs=3, num_threads=1,
+                     context_window=3000, max_retries=0, **settings).compile(
+            dspy.Predict("question -> answer"), trainset=word_examples(3)).fgo_result
     assert opt.overflows == 0 and opt.calls > 0
+    # ties keep the rules, up to the cap; strict acceptance keeps no rewrite that does not improve
+    assert (count_tokens(result.subsets[0].best_candidate["self"]) > 500) is grows
 
 
 # ----- task-LM errors ------------------------------------------------------------------------------
@@ -275,6 +284,7 @@ def test_token_counts_never_undercount_cjk_or_emoji():
 
 @pytest.mark.parametrize("filler", ["規則漢字試験", "😀🎉🚀"])
 def test_merge_prompts_fit_the_window_with_cjk_and_emoji_components(filler):
+    """LM merges (update="rewrite"; a rules merge is a union, without an LM call unless over the cap)."""
     def optimizer(request):
         out = rule_optimizer(request)
         if "new_text" in out and "UPPERCASE" in out["new_text"]:
@@ -284,7 +294,7 @@ def test_merge_prompts_fit_the_window_with_cjk_and_emoji_components(filler):
 
     opt = FakeLM(optimizer, model="fake/opt", window=4000)
     with dspy.context(lm=FakeLM(uppercase_task)):
-        result = FGO(metric=exact_metric, optimizer_lm=opt, num_subsets=4, epochs=1, num_threads=1,
+        result = FGO(metric=exact_metric, optimizer_lm=opt, num_subsets=4, epochs=1, num_threads=1, update="rewrite",
                      merge_threshold=2, context_window=4000).compile(predict(), trainset=word_examples(12)).fgo_result
     assert opt.overflows == 0
     assert any(n["children"] for n in result.merge_tree)
@@ -295,6 +305,7 @@ def test_merge_prompts_fit_the_window_with_cjk_and_emoji_components(filler):
 
 @pytest.mark.parametrize("with_valset", [True, False])
 def test_a_bad_merge_is_not_returned_when_its_members_are_better(with_valset):
+    """An LM merge (update="rewrite"; a rules merge is a union, without an LM call) that breaks the rule."""
     def opt_handler(request):
         if "merged_text" in request.outputs:
             return {"merged_text": "Answer in lowercase."}
@@ -305,7 +316,7 @@ def test_a_bad_merge_is_not_returned_when_its_members_are_better(with_valset):
 
     with dspy.context(lm=FakeLM(uppercase_task)):
         optimized = FGO(metric=exact_metric, optimizer_lm=FakeLM(opt_handler), num_subsets=2, epochs=1,
-                        num_threads=1).compile(predict(), trainset=word_examples(12),
+                        num_threads=1, update="rewrite").compile(predict(), trainset=word_examples(12),
                                                valset=val() if with_valset else None)
     result = optimized.fgo_result
     assert "lowercase" not in result.final_candidate["self"] and RULE in result.final_candidate["self"]
@@ -314,7 +325,8 @@ def test_a_bad_merge_is_not_returned_when_its_members_are_better(with_valset):
 
 
 def _poisoned_merge_run(valset_candidates, max_metric_calls=None):
-    """Two subsets find the rule; the merge adds a phrase that breaks the valset only: the root is the merge."""
+    """Two subsets find the rule; the merge adds a phrase that breaks the valset only: the root is the merge
+    (an LM merge: update="rewrite"; a rules merge is a union of the subsets' rules, without an LM call)."""
     def task(request):
         out = uppercase_task(request)
         if "POISON" in request.system and "val" in request.fields.get("question", ""):
@@ -331,7 +343,7 @@ def _poisoned_merge_run(valset_candidates, max_metric_calls=None):
 
     with dspy.context(lm=FakeLM(task)):
         return FGO(metric=exact_metric, optimizer_lm=FakeLM(opt_handler), num_subsets=2, epochs=1, num_threads=1,
-                   valset_candidates=valset_candidates, max_metric_calls=max_metric_calls).compile(
+                   update="rewrite", valset_candidates=valset_candidates, max_metric_calls=max_metric_calls).compile(
             predict(), trainset=word_examples(12), valset=val()).fgo_result
 
 

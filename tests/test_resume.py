@@ -17,12 +17,14 @@ HERE = Path(__file__).parent
 
 
 def subset_optimizer(request):
-    """Like rule_optimizer, but each subset's rewrite names its own examples, so candidates differ."""
+    """Like rule_optimizer, but each subset's rewrite (or new rule) names its own examples, so candidates differ."""
     out = rule_optimizer(request)
-    if "new_text" in out and "UPPERCASE" in out["new_text"] and "Noted" not in out["new_text"]:
+    key = "new_text" if "new_text" in out else "new_rules"
+    if key in out and "UPPERCASE" in out[key] and "Noted" not in out[key]:
         words = sorted(w for w in request.fields["feedback"].split() if w.startswith("word:"))
         example = request.fields["feedback"].split("question: word: ")[1].split()[0]
-        out["new_text"] += f" Noted {example}{len(words)}."
+        note = f"Noted the example {example}{len(words)}."  # 3 words or more: a rule
+        out[key] += f" {note}" if key == "new_text" else f"\n- {note}"
     return out
 
 
@@ -75,7 +77,10 @@ def test_sigkill_mid_run_then_resume_gives_the_same_result_without_redoing_subse
     result = resumed.fgo_result
     assert result.resumed["subsets"] == len(finished)
     assert result.final_candidate == fresh.fgo_result.final_candidate
-    assert "Noted" in result.final_candidate["self"]
+    # the subsets' rules differ: each merge's union holds their "Noted" rules (which pruning then drops)
+    proposed = [n.proposed for n in result.merge_root.walk() if n.proposed]
+    assert proposed and all("Noted" in p["self"] for p in proposed)
+    assert proposed == [n.proposed for n in fresh.fgo_result.merge_root.walk() if n.proposed]
     # no subset-stage call of the resumed run touched a finished subset's examples
     questions = {word_examples(16)[i].question for i in done_indices}
     # (threads=1: the unfinished subsets' evaluate + re-evaluate calls come first, then the back-tests)

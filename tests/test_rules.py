@@ -5,7 +5,7 @@ import dspy
 import pytest
 from fakes import RULE, FakeLM, exact_metric, rule_optimizer, uppercase_task, word_examples
 
-from dspy_fgo import FGO, FGOResult
+from dspy_fgo import FGO, PAPER_SETTINGS, FGOResult
 from dspy_fgo.report import diagnosis_report
 from dspy_fgo.rules import (
     RULES_HEADER,
@@ -113,7 +113,7 @@ def test_raw_feedback_skips_the_critic_and_shows_the_proposer_the_runs(task_lm):
     result = fgo(opt, metric=with_feedback, feedback="raw", num_subsets=1).compile(
         program(), trainset=word_examples(3)).fgo_result
     assert not [r for r in opt.requests if "critique" in r.outputs]
-    proposals = [r for r in opt.requests if "new_text" in r.outputs]
+    proposals = [r for r in opt.requests if "new_rules" in r.outputs]  # update="rules", the default
     assert proposals and all("Expected:" in r.fields["feedback"] and "Metric feedback: expected uppercase"
                              in r.fields["feedback"] for r in proposals)
     assert result.subsets[0].steps[0].critiques == (None, None, None)
@@ -121,8 +121,9 @@ def test_raw_feedback_skips_the_critic_and_shows_the_proposer_the_runs(task_lm):
 
 
 def code_optimizer(request):
-    if "new_text" in request.outputs:
-        return {"new_text": "self.answer = question.upper()"}
+    for key in ("new_text", "new_rules"):  # a rewrite or a rule
+        if key in request.outputs:
+            return {key: "self.answer = question.upper()"}
     return rule_optimizer(request)
 
 
@@ -135,6 +136,25 @@ def test_the_format_check_rejects_a_code_proposal_and_records_why(task_lm, check
     assert bool(step.changed) is changed
     assert ("code" in step.rejected.get("self", "")) is check
     assert result.error_counts.get("proposal check", 0) == int(check) and "optimizer" not in result.error_counts
+
+
+def test_rules_never_take_a_component_over_max_component_tokens(task_lm):
+    """Each reply of 20 rules is within the cap, but the rules pile up (ties kept): those that do not fit are
+    rejected, as an oversized rewrite is."""
+    from dspy_fgo.budget import count_tokens
+
+    def many_rules(request):
+        if "new_rules" in request.outputs:  # distinct quoted phrases: no two rules are duplicates
+            n = len(request.fields.get("current_text", ""))
+            return {"new_rules": "\n".join(f'- Check the "part {n}-{i}" line step by step.' for i in range(20))}
+        return rule_optimizer(request)
+
+    result = fgo(FakeLM(many_rules), num_subsets=1, epochs=3, max_component_tokens=500).compile(
+        program(), trainset=word_examples(3)).fgo_result
+    subset = result.subsets[0]
+    assert len(split_rules(subset.best_candidate["self"])[1]) > 20  # a second step added what fit
+    assert count_tokens(subset.best_candidate["self"]) <= 500
+    assert any("over max_component_tokens=500" in step.rejected.get("self", "") for step in subset.steps)
 
 
 def test_bad_mode_names_are_clear_errors():
@@ -160,7 +180,8 @@ def per_category_optimizer(request):
 
 
 def test_the_record_keeps_critiques_proposals_and_a_rejected_merge_and_the_report_shows_them(task_lm, tmp_path):
-    result = fgo(FakeLM(per_category_optimizer), partition="category", num_subsets=None).compile(
+    """The paper's path: critiques, rewrites and an LM merge."""
+    result = fgo(FakeLM(per_category_optimizer), **PAPER_SETTINGS, partition="category", num_subsets=None).compile(
         program(), trainset=word_examples(9), valset=word_examples(3)).fgo_result
     step = result.subsets[0].steps[0]
     assert step.critiques and all("uppercase" in c for c in step.critiques)
@@ -203,7 +224,7 @@ def test_evidence_names_the_input_lines_of_the_expected_and_the_predicted_value(
 def test_evidence_reaches_the_proposer_when_asked(task_lm):
     opt = FakeLM(rule_optimizer)
     fgo(opt, feedback="raw", evidence=True, num_subsets=1).compile(program(), trainset=word_examples(3))
-    proposals = [r for r in opt.requests if "new_text" in r.outputs]
+    proposals = [r for r in opt.requests if "new_rules" in r.outputs]
     assert proposals and all("the predicted answer sits in the input line: word:" in r.fields["feedback"]
                              for r in proposals)
 
@@ -322,7 +343,10 @@ def test_pruning_leaves_the_merges_above_the_budget_they_are_planned_to_need(tas
 
 def test_pruning_needs_rules():
     with pytest.raises(ValueError, match="update='rules'"):
-        FGO(metric=exact_metric, prune_rules=True)
+        FGO(metric=exact_metric, update="rewrite", prune_rules=True)
+    # unset, pruning is on exactly when there are rules to prune
+    assert FGO(metric=exact_metric).prune_rules is True
+    assert FGO(metric=exact_metric, update="rewrite").prune_rules is False
 
 
 def test_where_an_lm_is_served_does_not_change_the_run_fingerprint():
@@ -352,8 +376,10 @@ def test_a_forked_run_redoes_only_the_merges_with_other_merge_settings(task_lm, 
     stages = first.accounting["stages"]
     before = sum(stages[s]["metric_calls"] for s in stages if s not in ("merge", "select"))
     assert pruned.accounting["stages"]["optimize"] == stages["optimize"]  # carried over, not counted again
+    # (a stage that spent nothing is not in the accounting: with valset_candidates=4 the first run scored
+    # the pruned root, a leaf, on the valset, and the fork carried those scores over)
     assert pruned.accounting["metric_calls"] == before + sum(
-        pruned.accounting["stages"][s]["metric_calls"] for s in ("merge", "select"))
+        pruned.accounting["stages"].get(s, {"metric_calls": 0})["metric_calls"] for s in ("merge", "select"))
     with pytest.raises(ValueError, match="not empty"):
         fork_subsets(tmp_path / "plain", tmp_path / "pruned")
     with pytest.raises(ValueError, match="no finished subsets"):
@@ -375,3 +401,8 @@ def test_a_forked_run_with_the_same_settings_spends_what_the_original_spent_on_i
     assert again.merge_root.candidate == first.merge_root.candidate
     # the subsets' scores come back with them: the race and the pruning reuse them as the original run did
     assert again.accounting["stages"]["merge"]["metric_calls"] == first.accounting["stages"]["merge"]["metric_calls"]
+
+
+def test_rules_under_an_empty_text_start_with_the_header_and_split_back():
+    text = join_rules("", ["Use the ISO date."])
+    assert text.startswith(RULES_HEADER) and split_rules(text) == ("", ["Use the ISO date."])

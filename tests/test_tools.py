@@ -4,7 +4,8 @@ import dspy
 import pytest
 from fakes import FakeLM
 
-from dspy_fgo import FGO, Candidate, load_program, save_program
+from dspy_fgo import FGO, PAPER_SETTINGS, Candidate, load_program, save_program
+from dspy_fgo.rules import split_rules
 
 
 def convert(value: str) -> str:
@@ -43,13 +44,17 @@ def tool_optimizer(request):
         tools_unused = "Tool call 1: convert" not in request.fields["trajectory"]
         return {"critique": "The convert tool was never used; its description should say it converts kilograms to grams."
                 if tools_unused else "Fine."}
-    if "new_text" in request.outputs:
+    if "new_text" in request.outputs or "new_rules" in request.outputs:
         name, current = request.fields["component_name"], request.fields["current_text"]
-        if name == "tool:convert" and "kilograms to grams" in request.fields["feedback"]:
-            return {"new_text": "Converts kilograms to grams: pass the number of kilograms as `value`."}
-        if name == "tool:convert.value":
-            return {"new_text": "the number of kilograms, e.g. 3"}
-        return {"new_text": current}
+        feedback = request.fields["feedback"]
+        # the critic said so, or the raw runs (feedback="raw") show the tool never called
+        unused = "kilograms to grams" in feedback or (
+            "Critique:" not in feedback and "Tool call 1: convert" not in feedback)
+        text = {"tool:convert": "Converts kilograms to grams: pass the number of kilograms as `value`."
+                if unused else None, "tool:convert.value": "the number of kilograms, e.g. 3"}.get(name)
+        if "new_rules" in request.outputs:
+            return {"new_rules": f"- {text}" if text and text not in current else ""}
+        return {"new_text": text or current}
     if "merged_text" in request.outputs:
         return {"merged_text": request.fields["versions"].split("\n")[1]}
     if "lessons" in request.outputs:
@@ -57,17 +62,20 @@ def tool_optimizer(request):
     raise AssertionError(request.outputs)
 
 
-def run(components):
+def run(components, **settings):
     with dspy.context(lm=FakeLM(agent_lm, model="fake/agent")):
         return FGO(metric=metric, optimizer_lm=FakeLM(tool_optimizer), components=components, num_subsets=2,
-                   epochs=1, num_threads=2).compile(make_agent(), trainset=examples(), valset=examples(3))
+                   epochs=1, num_threads=2, **settings).compile(make_agent(), trainset=examples(), valset=examples(3))
 
 
-def test_fgo_rewrites_tool_descriptions_and_the_agent_starts_using_the_tool():
-    optimized = run("all")
+@pytest.mark.parametrize("settings", [{}, PAPER_SETTINGS], ids=["rules", "paper"])
+def test_fgo_rewrites_tool_descriptions_and_the_agent_starts_using_the_tool(settings):
+    optimized = run("all", **settings)
     result = optimized.fgo_result
     assert "kilograms to grams" in result.final_candidate["tool:convert"]
-    assert result.final_candidate["tool:convert.value"] == "the number of kilograms, e.g. 3"
+    value = result.final_candidate["tool:convert.value"]  # the seed's is empty
+    assert (value == "the number of kilograms, e.g. 3") if settings else (
+        split_rules(value) == ("", ["the number of kilograms, e.g. 3"]))
     assert result.val_scores == {"seed": 0.0, "optimized": 1.0}
     assert "kilograms to grams" in optimized.react.signature.instructions
 
@@ -78,13 +86,16 @@ def test_instructions_only_leaves_the_tools_alone():
     assert result.final_choice == "seed"
 
 
-def test_tool_calls_are_shown_to_the_critic():
+@pytest.mark.parametrize("feedback,reader,field", [("critique", "critique", "trajectory"),
+                                                   ("raw", "new_rules", "feedback")])
+def test_tool_calls_are_shown_to_the_critic(feedback, reader, field):
+    """To the critic, or with feedback="raw" (the default) to the proposer reading the runs."""
     optimizer_lm = FakeLM(tool_optimizer)
     good = Candidate.from_program(make_agent()).updated({"tool:convert": "Converts kilograms to grams."})
     with dspy.context(lm=FakeLM(agent_lm)):
         FGO(metric=lambda e, p, t=None: 0.0, optimizer_lm=optimizer_lm, num_subsets=1, epochs=1,
-            critique_successes=True).compile(good.apply(make_agent()), trainset=examples(2))
-    trajectories = [r.fields["trajectory"] for r in optimizer_lm.requests if "critique" in r.outputs]
+            critique_successes=True, feedback=feedback).compile(good.apply(make_agent()), trainset=examples(2))
+    trajectories = [r.fields[field] for r in optimizer_lm.requests if reader in r.outputs]
     assert trajectories and all("Tool call 1: convert" in t and "observation: " in t for t in trajectories)
 
 
