@@ -88,7 +88,6 @@ class ErrorLog(Shippable):
                 f"Check its model name, API key and server; finished work is kept in log_dir if one was given."
             )
 
-
     def raise_if_every_call_failed(self, roles: Sequence[str]) -> None:
         """A run too small for ``FAILURE_STREAK`` failures in a row still stops when an LM failed on every
         one of its calls: the run would otherwise return the seed as if optimizing had found nothing."""

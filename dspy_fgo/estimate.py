@@ -535,13 +535,13 @@ def _expected(run: RunContext, jobs: Sequence[Job], sizes: _Sizes, f0: float, fi
             mrg.add(differ, sizes.merge[name] + versions,
                     min(cap, seed_tokens + max(m.growth for m in members)) + PROPOSAL_GROWTH)
     limit = run.budget.limits.get("max_metric_calls")
+    changed = 1 - math.prod(1 - leaf.changed for leaf in leaves)  # P(the run changed anything)
     if limit is not None and pruning:  # pruning stops where the budget does (prune.py), the valset check kept
-        reserve = 2 * len(run.valset) * (1 - math.prod(1 - leaf.changed for leaf in leaves)) if run.valset else 0.0
+        reserve = 2 * len(run.valset) * changed if run.valset else 0.0
         share = min(1.0, max(0.0, limit - metric - reserve) / pruning)
         pruning, pruning_grown = pruning * share, pruning_grown * share
     metric, grown = metric + pruning, grown + pruning_grown
     if run.valset is not None:  # the seed and the winner on the valset, when the run changed something
-        changed = 1 - math.prod(1 - leaf.changed for leaf in leaves)
         root = _merged(groups[-1], rules) if groups else max(leaves, key=lambda m: m.growth, default=_Member(0, 0, 0))
         metric += 2 * len(run.valset) * changed
         grown += len(run.valset) * changed * root.growth * texts
