@@ -148,6 +148,8 @@ class RunContext:
     skip_perfect_score: bool = False
     metric_five_args: bool = False
     ledger: Ledger = field(default_factory=Ledger)
+    # The method's switches. FGO passes every one (its defaults are in fgo.py); these field defaults, the
+    # paper's procedure with the format check, serve contexts that tests build with ``create``.
     feedback: str = "critique"  # "critique": the evaluator LM critiques each run; "raw": the runs as they are
     update: str = "rewrite"  # "rewrite": a step rewrites a component; "rules": it adds itemized rules
     acceptance: str = "improve"  # a proposal is kept when it scores higher ("improve") or as high ("tie")

@@ -69,8 +69,8 @@ def main():
     parser = argparse.ArgumentParser(description="FGO quickstart on the local LLMs")
     parser.add_argument("--task", default="tracking", help="a short task of benchmarks/tasks: tracking, appointments, tickets, prices")
     parser.add_argument("--train", type=int, default=15)
-    parser.add_argument("--val", type=int, default=20)
-    parser.add_argument("--test", type=int, default=40)
+    parser.add_argument("--val", type=int, default=15)
+    parser.add_argument("--test", type=int, default=30)
     parser.add_argument("--hand-written", action="store_true",
                         help="also score the task's hand-written instruction on the test set (a reference; slower)")
     parser.add_argument("--epochs", type=int, default=1)
