@@ -406,3 +406,13 @@ def test_real_server_dies_with_its_parent():
     parent.wait(10)
     with pytest.raises(OSError):
         urllib.request.urlopen(url + "/health", timeout=2)
+
+
+def test_registering_a_local_model_gives_its_window_and_zero_price_without_a_warning(caplog):
+    import litellm
+
+    with caplog.at_level("WARNING"):
+        server_mod.register_litellm_model("qwen-test-alias", 4096)
+    assert litellm.get_model_info("openai/qwen-test-alias")["max_input_tokens"] == 4096
+    assert litellm.completion_cost(model="openai/qwen-test-alias", prompt="hi", completion="yo") == 0.0
+    assert not [r for r in caplog.records if "custom pricing" in r.getMessage()]

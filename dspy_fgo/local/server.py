@@ -142,6 +142,8 @@ def register_litellm_model(alias: str, n_ctx: int) -> None:
     litellm.register_model({f"openai/{alias}": {
         "max_input_tokens": n_ctx, "max_output_tokens": n_ctx, "max_tokens": n_ctx,
         "input_cost_per_token": 0.0, "output_cost_per_token": 0.0, "litellm_provider": "openai", "mode": "chat",
+        # every price given, the cache's too: litellm warns about a custom price without them
+        "cache_creation_input_token_cost": 0.0, "cache_read_input_token_cost": 0.0,
         "supports_response_schema": True, "supports_function_calling": False,
     }})
 
