@@ -1,15 +1,16 @@
-"""Merge back-tests, backtest="full" against backtest="race", on a simulated task (offline, no LM server).
+"""Merge back-tests, backtest="full" against "race" and "half", on a simulated task (offline, no LM server).
 
-    python -m benchmarks.backtest_race --seeds 0,1,2,3,4
+    python -m benchmarks.backtest_race --seeds 0,1,2,3,4 --modes full,race,half
 
 The task: ``--topics`` topics, each answered right only when the instructions carry that topic's rule
 (20% of the examples are wrong and 10% right whatever the prompt). FGO divides by topic, so each subset
-learns its own rule. The merge LM unites the members' rules, except on a seeded fraction of merges: with
+learns its own rule (the paper's settings, ``PAPER_SETTINGS``: free-text rewrites and LM merges, which is
+what the simulated merge LM scripts). The merge LM unites the members' rules, except on a seeded fraction of merges: with
 ``--bad`` it forgets every rule (a clearly worse merge), with ``--partial`` it drops one member's rules.
 Both modes see the same merge replies for the same prompts, so where they decide alike they run alike.
-Printed per seed and mode: the merge stage's task runs (back-tests), merges stopped early, the final
-candidate's train and val scores, and for race the merge nodes (by union) holding another candidate than
-full's and whether the final program is full's.
+Printed per seed and mode: the merge stage's task runs (back-tests), merges decided on part of the union
+(stopped early, or every merge with "half"), the final candidate's train and val scores, and for the other
+modes the merge nodes (by union) holding another candidate than full's and whether the final program is full's.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 import dspy  # noqa: E402
 
 from benchmarks.simulated_lm import SimulatedLM  # noqa: E402
-from dspy_fgo import FGO  # noqa: E402
+from dspy_fgo import FGO, PAPER_SETTINGS  # noqa: E402
 
 RULE = "Rule for topic {}: answer with the item's label."
 RULES = re.compile(r"Rule for topic t\d+: answer with the item's label\.")
@@ -79,7 +80,8 @@ def run(mode: str, seed: int, args) -> dict:
     train, val = examples(args.topics, args.per_topic, 0), examples(args.topics, args.per_topic // 2, 1000)
     task = SimulatedLM("simulated/task", responder=task_responder)
     opt = SimulatedLM("simulated/optimizer", responder=optimizer_responder(seed, args.bad, args.partial))
-    fgo = FGO(metric=lambda ex, pred, trace=None: float(ex.answer == pred.answer), optimizer_lm=opt, task_lm=task,
+    fgo = FGO(**PAPER_SETTINGS, metric=lambda ex, pred, trace=None: float(ex.answer == pred.answer), optimizer_lm=opt,
+              task_lm=task,
               partition="category", num_subsets=args.topics, merge_threshold=args.threshold, epochs=1,
               num_threads=args.threads, seed=seed, backtest=mode)
     result = fgo.compile(dspy.Predict("question -> answer"), trainset=train, valset=val).fgo_result
@@ -101,21 +103,24 @@ def main() -> None:
     parser.add_argument("--bad", type=float, default=0.3, help="fraction of merges that forget every rule")
     parser.add_argument("--partial", type=float, default=0.2, help="fraction of merges that drop one member's rules")
     parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--modes", default="full,race", help="backtest modes, full first")
     args = parser.parse_args()
+    modes = args.modes.split(",")
     logging.disable(logging.WARNING)
-    totals = {"full": 0, "race": 0}
-    print(f"{'seed':>4} {'mode':>4} {'back-test runs':>14} {'merges':>6} {'stopped':>7} {'rejected':>8} "
+    totals = dict.fromkeys(modes, 0)
+    print(f"{'seed':>4} {'mode':>4} {'back-test runs':>14} {'merges':>6} {'sampled':>7} {'rejected':>8} "
           f"{'train':>6} {'val':>6} {'metric calls':>12}  decisions unlike full, same final")
     for seed in (int(s) for s in args.seeds.split(",")):
-        out = {mode: run(mode, seed, args) for mode in ("full", "race")}
+        out = {mode: run(mode, seed, args) for mode in modes}
         for mode, r in out.items():
             totals[mode] += r["backtest_runs"]
             unlike = sum(c != out["full"]["kept"].get(k) for k, c in r["kept"].items())
             same = "" if mode == "full" else f"{unlike}, " + ("yes" if r["final"] == out["full"]["final"] else "NO")
             print(f"{seed:>4} {mode:>4} {r['backtest_runs']:>14} {r['merges']:>6} {r['stopped']:>7} {r['rejected']:>8} "
                   f"{r['train']:>6.3f} {r['val']:>6.3f} {r['metric_calls']:>12}  {same}")
-    print(f"race spent {totals['race']} of full's {totals['full']} back-test task runs "
-          f"({totals['race'] / max(1, totals['full']):.0%})")
+    for mode in modes[1:]:
+        print(f"{mode} spent {totals[mode]} of full's {totals['full']} back-test task runs "
+              f"({totals[mode] / max(1, totals['full']):.0%})")
 
 
 if __name__ == "__main__":

@@ -3,9 +3,17 @@
 ``backtest="full"`` (the default; the paper's procedure, in ``merge.py``) runs the merged candidate on
 the whole union of its members' examples and the best member on the union's examples outside its own,
 and passes the merge up when it scores at least as well. ``backtest="race"`` (successive halving with
-two arms, as TRIPLE does for prompt selection) runs both *paired* on growing random slices of the
-union: the first quarter, the first half, then all of it, each slice running only its new examples;
-the order is seeded by the run's seed and the union, so a rerun races the same slices.
+two arms, as TRIPLE does for prompt selection) runs both *paired* on growing slices of the union: the
+first quarter, the first half, then all of it, each slice running only its new examples.
+``backtest="half"`` races the first quarter and decides on the first half (``HALF_SLICES``): at most
+half the runs of ``"full"``, its union scores estimates (below), and the budget plans half the
+back-test runs (``compat``), which buys more steps.
+
+The order is a proportional interleave of the members' examples (each member's in a seeded random
+order, those the compared member already has scores for first), so every slice holds each member's
+examples in proportion and a half-sample decides on all of them; it is seeded by the run's seed and
+the union, so a rerun races the same slices, and rule pruning after a ``"half"`` merge ablates on the
+very half the merge was decided on.
 
 After each slice but the last, the race stops and keeps the member when a one-sided sign test on the
 paired per-example differences says the merge is worse: at least ``MIN_DISCORDANT`` examples where
@@ -19,9 +27,9 @@ exactly ties its member on unions of 16 to 128 examples, 25-50% of them differin
 of 4000 simulated races. The better the merge, the rarer the stop. A merge that is not clearly worse
 reaches the whole union and is decided exactly as by ``"full"`` (merged >= member on the union).
 
-A stopped race's union scores are estimates (``MergeNode.estimated``): the examples not run are scored
-at the mean of the slice's examples from the same stratum (the member's own subset, the rest), so the
-member's known scores on its own examples are used exactly.
+A stopped or half race's union scores are estimates (``MergeNode.estimated``): the examples not run are
+scored at the mean of the compared examples from the same stratum (each member's subset), and the
+member's known scores on the union are used exactly.
 
 The member's scores come from the run's ledger where it already ran (its own subset's examples, or an
 earlier back-test; a resumed run gets them back from the subsets' checkpoints); only the rest run. So a
@@ -32,7 +40,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -42,17 +50,44 @@ if TYPE_CHECKING:
     from .context import RunContext
     from .merge import MergeNode
 
-BACKTEST_MODES = ("full", "race")
+BACKTEST_MODES = ("full", "race", "half")
 RACE_SLICES = (0.25, 0.5, 1.0)  # cumulative fractions of the union
+HALF_SLICES = (0.25, 0.5)  # backtest="half": decided on the first half
 ALPHA = 0.1
 MIN_DISCORDANT = 4
 
 
-def race_slices(indices: Sequence[int], seed: int) -> list[list[int]]:
-    """The union in a seeded random order, cut into the new examples of each growing slice."""
-    order = sorted(indices)
-    random.Random(f"{seed}:{order}").shuffle(order)  # a str seed hashes the same in every process
-    cuts = sorted({max(1, math.ceil(f * len(order))) for f in RACE_SLICES})
+def slices_for(backtest: str) -> tuple[float, ...]:
+    """The race's cumulative fractions under ``backtest`` ("full" merges are not raced; pruning races them)."""
+    return HALF_SLICES if backtest == "half" else RACE_SLICES
+
+
+def backtest_share(backtest: str) -> float:
+    """The share of a union back-test's runs the budget plans for (``compat.metric_calls``)."""
+    return slices_for(backtest)[-1]
+
+
+def race_order(indices: Sequence[int], seed: int, strata: Sequence[Sequence[int]] | None = None,
+               known: Iterable[int] = ()) -> list[int]:
+    """The union in race order: each stratum (a member's examples) shuffled by a seed of its own with the
+    ``known`` examples first, then interleaved so that every prefix holds each stratum in proportion."""
+    union, known = set(indices), set(known)
+    strata = [sorted(union & set(s)) for s in (strata or [indices])]
+    strata = [s for s in strata if s]
+    rest = sorted(union - {i for s in strata for i in s})
+    keyed = []
+    for k, stratum in enumerate([*strata, rest] if rest else strata):
+        random.Random(f"{seed}:{stratum}").shuffle(stratum)  # a str seed hashes the same in every process
+        stratum.sort(key=lambda i: i not in known)  # stable: the shuffle stays within each group
+        keyed += [((j + 0.5) / len(stratum), k, i) for j, i in enumerate(stratum)]
+    return [i for *_, i in sorted(keyed)]
+
+
+def race_slices(indices: Sequence[int], seed: int, fractions: Sequence[float] = RACE_SLICES,
+                strata: Sequence[Sequence[int]] | None = None, known: Iterable[int] = ()) -> list[list[int]]:
+    """The union in race order (:func:`race_order`), cut into the new examples of each growing slice."""
+    order = race_order(indices, seed, strata, known)
+    cuts = sorted({max(1, math.ceil(f * len(order))) for f in fractions})
     return [order[a:b] for a, b in zip([0, *cuts[:-1]], cuts, strict=True)]
 
 
@@ -90,10 +125,16 @@ class Race:
     total: int  # examples in the union
     runs: int  # task runs the race spent
     p: float | None = None  # the sign test's p when it stopped the race
-    estimates: tuple[float, float] | None = None  # (merged, member) on the union when it stopped
+    estimates: tuple[float, float] | None = None  # (merged, member) on the union when not all of it ran
 
     @property
     def stopped(self) -> bool:
+        """Stopped early by the sign test."""
+        return self.p is not None
+
+    @property
+    def sampled(self) -> bool:
+        """Decided on part of the union (stopped, or ``backtest="half"``): the union scores are estimates."""
         return len(self.merged) < self.total
 
     @property
@@ -110,16 +151,17 @@ class Race:
 
     def note(self, member_id: int) -> str:
         runs = f"{self.runs} back-test runs"
+        n = len(self.merged)
         if self.stopped:
-            n = len(self.merged)
             return (f"race stopped after {n} of {self.total} examples: merged {sum(self.merged.values()):g}/{n} vs "
                     f"member {member_id} {sum(self.member.values()):g}/{n} (sign test p={self.p:.3f}): kept the "
                     f"member; {runs}; union scores estimated {self.merged_score:.3f} vs {self.member_score:.3f}")
+        ran = f"race ran {n} of {self.total}, union scores estimated" if self.sampled else f"race ran all {self.total}"
         if not self.accepted:
             return (f"merge scored {self.merged_score:.3f} < member {member_id}'s {self.member_score:.3f} on the "
-                    f"union: kept the member (race ran all {self.total}; {runs})")
+                    f"union: kept the member ({ran}; {runs})")
         return (f"merged: {self.merged_score:.3f} >= best member's {self.member_score:.3f} on the union "
-                f"(race ran all {self.total}; {runs})")
+                f"({ran}; {runs})")
 
 
 def clearly_worse(ours: dict[int, float], theirs: dict[int, float]) -> float | None:
@@ -130,21 +172,27 @@ def clearly_worse(ours: dict[int, float], theirs: dict[int, float]) -> float | N
     return p if losses + wins >= MIN_DISCORDANT and p < ALPHA else None
 
 
-def race(run: RunContext, merged: Candidate, member: MergeNode, indices: Sequence[int], threads: int = 1) -> Race:
-    """Race ``merged`` against ``member`` on the union ``indices`` (module docstring)."""
-    slices = race_slices(indices, run.random_seed)
+def race(run: RunContext, merged: Candidate, member: MergeNode, indices: Sequence[int], threads: int = 1,
+         strata: Sequence[Sequence[int]] | None = None, fractions: Sequence[float] = RACE_SLICES) -> Race:
+    """Race ``merged`` against ``member`` on the union ``indices``, whose ``strata`` are the members'
+    examples (default: ``member``'s and the rest), on the slices ``fractions`` cut (module docstring)."""
+    union, own = set(indices), set(member.indices)
+    strata = strata or [[i for i in indices if i in own]]
+    known = {i: s for i, s in run.ledger.scores(member.candidate).items() if i in union}
+    slices = race_slices(indices, run.random_seed, fractions, strata, known)
     ours: dict[int, float] = {}
     theirs: dict[int, float] = {}
-    runs = 0
+    runs, p = 0, None
     for k, new in enumerate(slices):
         for candidate, scores in ((merged, ours), (member.candidate, theirs)):
             got, spent = scores_on(run, candidate, new, threads)
             scores.update(got)
             runs += spent
         if k + 1 < len(slices) and (p := clearly_worse(ours, theirs)) is not None:
-            union, own = set(indices), set(member.indices)
-            strata = [[i for i in indices if i in own], [i for i in indices if i not in own]]
-            known = {i: s for i, s in run.ledger.scores(member.candidate).items() if i in union}
-            estimates = (union_estimate(ours, strata), union_estimate({**known, **theirs}, strata))
-            return Race(ours, theirs, len(indices), runs, p, estimates)
-    return Race(ours, theirs, len(indices), runs)
+            break
+    if len(ours) == len(indices):
+        return Race(ours, theirs, len(indices), runs)
+    covered = {i for s in strata for i in s}
+    cells = [c for c in [*map(list, strata), [i for i in indices if i not in covered]] if c]
+    estimates = (union_estimate(ours, cells), union_estimate({**known, **theirs}, cells))
+    return Race(ours, theirs, len(indices), runs, p, estimates)

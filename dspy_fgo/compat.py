@@ -4,11 +4,12 @@ budget in metric calls that FGO plans its steps to fit.
 The budget formula (N trainset examples, V valset examples, E critique-and-rewrite steps per subset,
 L merge levels: 0 for one subset, 1 when the subsets fit one merge, more for a deeper tree)::
 
-    metric calls = N * (E + 1) + 2 * N * L + 2 * V
+    metric calls = N * (E + 1) + 2 * N * L * s + 2 * V
 
 Each subset runs the seed on its examples once and each step's proposal once (N * (E + 1) over all
 subsets); each merge level back-tests a merge and its best member on the union (at most 2 * N, less
-with ``backtest="race"`` when a merge is clearly worse); the final choice runs the seed and the winner on
+with ``backtest="race"`` when a merge is clearly worse; ``s`` is 1, or 0.5 with ``backtest="half"``,
+which decides on half of each union); the final choice runs the seed and the winner on
 the valset (2 * V). With ``partition="failures"`` the seed runs on the whole trainset once, in the divide
 stage, and the subsets' first steps reuse those runs: the same N, so the same formula (the critiques of
 the seed's failures are LM calls, not metric calls; the first steps send the same prompts, which DSPy's
@@ -21,7 +22,7 @@ and sets the budget to the formula, at most GEPA's own ``auto`` budget for the s
 E that fits (at least 1). When not even E = 1 fits the whole trainset, FGO optimizes on a sample of it
 (``affordable_trainset``; by category when it partitions by a field) rather than run out of budget halfway
 through its subsets. With ``prune_rules=True`` the plan keeps one more back-test of the union per level
-(N * L) for the rule ablation, taken from the steps beyond the first (``auto`` adds it to its budget, still
+(N * L * s) for the rule ablation, taken from the steps beyond the first (``auto`` adds it to its budget, still
 at most GEPA's); pruning itself never spends what the merges above it are planned to need (``prune.py``).
 The guard holds the budget in every case (a run overshoots by at most the runs in flight).
 """
@@ -115,9 +116,9 @@ def merge_levels(subsets: int, threshold: int | None) -> int:
     return merge_levels(math.ceil(subsets / k), threshold) + merge_levels(k, threshold)
 
 
-def metric_calls(n_train: int, n_val: int, epochs: int, levels: int) -> int:
-    """The budget formula (module docstring)."""
-    return n_train * (epochs + 1) + 2 * n_train * levels + 2 * n_val
+def metric_calls(n_train: int, n_val: int, epochs: int, levels: int, share: float = 1.0) -> int:
+    """The budget formula (module docstring; ``share``: s, the planned share of each union back-test)."""
+    return n_train * (epochs + 1) + math.ceil(2 * n_train * levels * share) + 2 * n_val
 
 
 def gepa_auto_budget(auto: str, num_predictors: int, n_val: int) -> int | None:
@@ -130,22 +131,22 @@ def gepa_auto_budget(auto: str, num_predictors: int, n_val: int) -> int | None:
     return int(GEPA.auto_budget(None, num_predictors, AUTO_RUN_SETTINGS[auto]["n"], n_val))
 
 
-def affordable_trainset(limit: int, n_train: int, n_val: int, levels_of, epochs: int = 1) -> int:
+def affordable_trainset(limit: int, n_train: int, n_val: int, levels_of, epochs: int = 1, share: float = 1.0) -> int:
     """The most training examples ``epochs`` steps per subset, the merge back-tests and the valset check fit
     in ``limit`` metric calls (``levels_of(n)``: merge levels over n examples), at most ``n_train``, at least 1."""
     n = n_train
-    while n > 1 and metric_calls(n, n_val, epochs, levels_of(n)) > limit:
+    while n > 1 and metric_calls(n, n_val, epochs, levels_of(n), share) > limit:
         n -= 1
     return n
 
 
 def plan(auto: str | None, max_metric_calls: int | None, max_full_evals: int | None, epochs: int | None,
-         n_train: int, n_val: int, levels: int, prune: bool = False) -> tuple[int, int | None]:
-    """(epochs, max_metric_calls) for one run (``prune``: keep N * L for the rule ablation)."""
-    reserve = n_train * levels if prune else 0
+         n_train: int, n_val: int, levels: int, prune: bool = False, share: float = 1.0) -> tuple[int, int | None]:
+    """(epochs, max_metric_calls) for one run (``prune``: keep N * L * s for the rule ablation; ``share``: s)."""
+    reserve = math.ceil(n_train * levels * share) if prune else 0
     if auto is not None:
         e = epochs if epochs is not None else AUTO_EPOCHS[auto]
-        return e, metric_calls(n_train, n_val, AUTO_EPOCHS[auto], levels) + reserve
+        return e, metric_calls(n_train, n_val, AUTO_EPOCHS[auto], levels, share) + reserve
     limit = max_metric_calls
     if max_full_evals is not None:
         limit = max_full_evals * (n_train + n_val)
@@ -153,10 +154,10 @@ def plan(auto: str | None, max_metric_calls: int | None, max_full_evals: int | N
         return (epochs if epochs is not None else DEFAULT_EPOCHS), None
     if epochs is not None:
         return epochs, limit
-    fixed = 2 * n_train * levels + 2 * n_val + n_train
+    fixed = metric_calls(n_train, n_val, 0, levels, share)
     e = max(1, (limit - fixed - reserve) // max(1, n_train))
-    if metric_calls(n_train, n_val, e, levels) > limit:
-        logger.warning("max_metric_calls=%d is below one step per subset (%d metric calls = N*(E+1) + 2*N*L + 2*V "
+    if metric_calls(n_train, n_val, e, levels, share) > limit:
+        logger.warning("max_metric_calls=%d is below one step per subset (%d metric calls = N*(E+1) + 2*N*L*s + 2*V "
                        "with E=1): the run stops when the budget is spent", limit,
-                       metric_calls(n_train, n_val, 1, levels))
+                       metric_calls(n_train, n_val, 1, levels, share))
     return e, limit

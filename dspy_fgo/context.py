@@ -158,7 +158,8 @@ class RunContext:
     evidence: bool = False  # show, for a failed run, the input lines where the expected and predicted values sit
     prune_rules: bool = False  # after an accepted rules merge, drop the rules that do not help on its union
     valset_candidates: int = 1  # merge-tree nodes the final valset check scores (the root first)
-    backtest: str = "full"  # a merge's back-test: the whole union ("full") or raced on growing slices ("race")
+    backtest: str = "full"  # a merge's back-test: the whole union ("full"), raced on growing slices ("race"),
+    # or raced and decided on half of the union ("half")
     seed_runs: SeedRuns = field(default_factory=SeedRuns)  # the estimate's pilot runs, reused once
 
     @classmethod

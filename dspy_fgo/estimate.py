@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import dspy
 from dspy.utils.callback import BaseCallback
 
+from .backtest import backtest_share
 from .budget import BudgetExhausted, _RoleTracker, count_tokens, cut_to_tokens, price
 from .feedback import CORRECT_CRITIQUE, MIN_FEEDBACK_TOKENS, components_within
 from .rollout import Trajectory, render_trajectory
@@ -517,15 +518,16 @@ def _expected(run: RunContext, jobs: Sequence[Job], sizes: _Sizes, f0: float, fi
         leaves.append(_Member(len(job.indices), changed, growth))
 
     groups = _merge_groups(leaves, merge_threshold, union=rules)
+    share = backtest_share(run.backtest)
     for members in groups:
         differ = 1 - math.prod(1 - m.changed for m in members)
         union = sum(m.size for m in members)
         merged = _merged(members, rules).growth
-        best = union - max(m.size for m in members)  # the best member's back-test on the rest of the union
-        metric += best + differ * union  # and the merge's on all of it
-        grown += (best * max(m.growth for m in members) + differ * union * merged) * texts
+        best = share * (union - max(m.size for m in members))  # the best member's back-test on the rest
+        metric += best + differ * share * union  # and the merge's on all of it (on half with backtest="half")
+        grown += (best * max(m.growth for m in members) + differ * share * union * merged) * texts
         if rules and run.prune_rules:  # at most one union back-test per rule (an upper bound: races stop early)
-            ablations = differ * union * sum(m.growth for m in members) / RULE_TOKENS  # the growth's rules
+            ablations = differ * share * union * sum(m.growth for m in members) / RULE_TOKENS  # the growth's rules
             pruning += ablations
             pruning_grown += ablations * merged * texts
         for name, seed_tokens in sizes.component.items():

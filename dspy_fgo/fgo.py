@@ -19,7 +19,7 @@ from typing import Any
 import dspy
 from dspy.teleprompt import Teleprompter
 
-from .backtest import BACKTEST_MODES
+from .backtest import BACKTEST_MODES, backtest_share
 from .budget import Budget
 from .candidate import COMPONENT_KINDS, Candidate
 from .compat import (
@@ -319,24 +319,25 @@ class TextGradOptimizer(Teleprompter):
         """(trainset, epochs, max_metric_calls, sample): the budget's plan (``compat``), on a sample of the
         trainset when the budget affords no step on all of it (``sample``: which examples, else None)."""
         n = len(trainset)
+        share = backtest_share(self.backtest)
         epochs, limit = plan(self.auto, self.budgets["max_metric_calls"], self.max_full_evals, self.epochs, n, n_val,
-                             self.merge_levels(n), self.prune_rules)
+                             self.merge_levels(n), self.prune_rules, share)
         if self.auto is not None:
             gepa = gepa_auto_budget(self.auto, len(student.named_predictors()), n_val or n)
             limit = min(limit, gepa) if gepa is not None else limit
         if limit is None or (self.epochs is not None and self.auto is None):
             return trainset, epochs, limit, None  # explicit steps: the guard stops the run if they do not fit
         steps = epochs if self.auto is not None else 1  # auto keeps its steps; a bare budget needs one to fit
-        fit = affordable_trainset(limit, n, n_val, self.merge_levels, steps)
+        fit = affordable_trainset(limit, n, n_val, self.merge_levels, steps, share)
         if fit >= n:
             return trainset, epochs, limit, None
         field = getattr(self, "partition", None)
         field = field if isinstance(field, str) and field not in ("random", "cluster", "failures") else None
         picked = sample_indices(trainset, fit, self.seed, field)
         if self.auto is None:
-            epochs, _ = plan(None, limit, None, None, fit, n_val, self.merge_levels(fit), self.prune_rules)
+            epochs, _ = plan(None, limit, None, None, fit, n_val, self.merge_levels(fit), self.prune_rules, share)
         logger.warning("%s: max_metric_calls=%d affords %d step(s) per subset on %d of the %d training examples "
-                       "(N*(E+1) + 2*N*L + 2*V): optimizing on a sample of %d%s (fgo_result.accounting"
+                       "(N*(E+1) + 2*N*L*s + 2*V): optimizing on a sample of %d%s (fgo_result.accounting"
                        "['trainset_sample'] says which)", self.method, limit, epochs, fit, n, fit,
                        f" stratified by {field!r}" if field else "")
         return [trainset[i] for i in picked], epochs, limit, {"of": n, "indices": picked}
@@ -421,7 +422,7 @@ class FGO(TextGradOptimizer):
     floor(sqrt(n)) KMeans clusters and merged recursively (``merge_clustering="none"`` merges all in one
     step), each merge back-tested on the union of its members' examples and passed up only when it is
     not worse there than its best member (``backtest="race"`` stops that back-test early on a merge that
-    is clearly worse). The result is never worse than the program that came in, on
+    is clearly worse, ``"half"`` decides it on half of the union). The result is never worse than the program that came in, on
     the valset (or without one, on the trainset).
 
     Example::

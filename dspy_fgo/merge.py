@@ -5,7 +5,8 @@ candidate embeddings (TF-IDF of their texts) and each cluster is merged recursiv
 candidates then form the next, smaller group. A small group is merged with one LM call per differing
 component, and every merged candidate is back-tested on the union of its members' examples. A merge
 that scores below its best member on the union is not passed up: the member is (``note`` says so).
-``backtest="race"`` stops a back-test early on a merge that is clearly worse (``backtest.py``);
+``backtest="race"`` stops a back-test early on a merge that is clearly worse, ``"half"`` also decides
+on half of the union (``backtest.py``);
 ``prune_rules=True`` ablates an accepted rules merge rule by rule on the union (``prune.py``).
 """
 
@@ -18,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .backtest import race
+from .backtest import backtest_share, race, slices_for
 from .budget import BudgetExhausted, cut_to_tokens
 from .candidate import Candidate
 from .compat import merge_levels
@@ -164,7 +165,9 @@ class LMMerger:
         if not self.run.prune_rules or tested.get("proposed") is None or tested["candidate"] != tested["proposed"]:
             return tested
         above = self.levels - (1 + max(n.depth() for n in nodes))
-        pruned = prune_rules(self.run, tested["candidate"], indices, self.threads, keep=2 * self.examples * max(0, above))
+        keep = math.ceil(2 * self.examples * max(0, above) * backtest_share(self.run.backtest))
+        pruned = prune_rules(self.run, tested["candidate"], indices, tested["score"], self.threads, keep=keep,
+                             strata=[n.indices for n in nodes])
         if pruned.candidate != tested["candidate"]:
             self.run.ledger.link(pruned.candidate, [tested["candidate"]], f"rule ablation of the merge: {pruned.note()}")
         return {**tested, "candidate": pruned.candidate, "score": pruned.score,
@@ -175,12 +178,13 @@ class LMMerger:
         if candidate not in {n.candidate for n in nodes}:
             self.run.ledger.link(candidate, [n.candidate for n in nodes],
                                  "merge of nodes " + ",".join(str(n.node_id) for n in nodes))
-        if self.run.backtest == "race" and candidate != best.candidate:
-            raced = race(self.run, candidate, best, indices, self.threads)
+        if self.run.backtest != "full" and candidate != best.candidate:
+            raced = race(self.run, candidate, best, indices, self.threads, strata=[n.indices for n in nodes],
+                         fractions=slices_for(self.run.backtest))
             kept = {"candidate": candidate, "score": raced.merged_score} if raced.accepted else \
                 {"candidate": best.candidate, "score": raced.member_score}
             return {**kept, "note": raced.note(best.node_id), "proposed": candidate,
-                    "proposed_score": raced.merged_score, "estimated": raced.stopped}
+                    "proposed_score": raced.merged_score, "estimated": raced.sampled}
         rest = [i for i in indices if i not in set(best.indices)]
         member_score = self._union_score(best, rest, len(indices))
         runs = len(rest) + (len(best.indices) if best.score is None else 0)

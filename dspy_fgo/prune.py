@@ -6,8 +6,9 @@ the union keeps both. ``prune_rules=True`` then ablates the merged candidate rul
 (the union lists the best member's rules first): each candidate without one rule is raced against the
 current one on the merge's union (``backtest.race``: paired on growing slices, the current candidate's
 scores come from the ledger, so only the ablated one runs) and replaces it when it reaches the whole
-union at an equal or higher score. A removal that is clearly worse on a slice stops its race early: the
-rule helps and stays. Costs at most one back-test of the union per rule. Pruning is the optional part of
+union at an equal or higher score (with ``backtest="half"``: the half of it the merge was decided on). A
+removal that is clearly worse on a slice stops its race early: the rule helps and stays. Costs at most one
+back-test of the union (or of its half) per rule. Pruning is the optional part of
 a merge: it stops, and the current candidate stands, when the next ablation would leave less than
 ``keep`` runs of the budget (the planned back-tests of the merges above this one; the valset check is
 reserved by the budget itself), or when the budget runs out.
@@ -16,10 +17,11 @@ reserved by the budget itself), or when the budget runs out.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .backtest import race, scores_on
+from .backtest import backtest_share, race, slices_for
 from .budget import BudgetExhausted
 from .candidate import Candidate
 from .rules import join_rules, split_rules
@@ -51,25 +53,27 @@ def without_rule(candidate: Candidate, name: str, rule: str) -> Candidate:
     return candidate.updated({name: join_rules(base, [r for r in rules if r != rule])})
 
 
-def prune_rules(run: RunContext, candidate: Candidate, indices: list[int], threads: int = 1, keep: int = 0) -> Pruned:
-    """``candidate`` without the rules that do not help on ``indices`` (module docstring)."""
+def prune_rules(run: RunContext, candidate: Candidate, indices: list[int], score: float, threads: int = 1,
+                keep: int = 0, strata: list[list[int]] | None = None) -> Pruned:
+    """``candidate`` (back-tested on ``indices`` at ``score``; ``strata``: the merge's members' examples)
+    without the rules that do not help there (module docstring)."""
     from .merge import MergeNode  # merge.py imports this module
 
-    current = candidate
-    score_map, runs = scores_on(run, current, indices, threads)  # already run by the back-test: no new runs
-    score = sum(score_map.values()) / len(indices)
+    current, runs = candidate, 0  # its runs come from the merge's back-test, in the ledger
+    ablation = math.ceil(len(indices) * backtest_share(run.backtest))  # the most one ablation runs
     dropped: list[str] = []
     tried = 0
     for name in candidate:
         for rule in reversed(split_rules(candidate[name])[1]):
-            if keep and not run.budget.fits(len(indices) + keep):
+            if keep and not run.budget.fits(ablation + keep):
                 logger.info("Pruning stopped: %d runs are kept for the merges above", keep)
                 return Pruned(current, score, tuple(dropped), tried, runs,
                               f"stopped: {keep} runs kept for the merges above")
             ablated = without_rule(current, name, rule)
             tried += 1
             try:
-                raced = race(run, ablated, MergeNode(-1, current, list(indices), score), indices, threads)
+                raced = race(run, ablated, MergeNode(-1, current, list(indices), score), indices, threads, strata,
+                             slices_for(run.backtest))
             except BudgetExhausted as exc:
                 logger.info("Budget reached (%s) while pruning rules", exc.reason)
                 return Pruned(current, score, tuple(dropped), tried - 1, runs, f"budget reached ({exc.reason})")

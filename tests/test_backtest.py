@@ -1,5 +1,6 @@
 """backtest="race": a merge clearly worse than its best member is stopped early on a slice of the union;
-any other merge runs on the whole union and is decided as backtest="full" decides it."""
+any other merge runs on the whole union and is decided as backtest="full" decides it. backtest="half":
+the same race, decided on half of the union."""
 
 import re
 import shutil
@@ -9,7 +10,8 @@ import pytest
 from fakes import RULE, FakeLM, exact_metric, rule_optimizer, uppercase_task, word_examples
 
 from dspy_fgo import FGO, PAPER_SETTINGS
-from dspy_fgo.backtest import clearly_worse, race_slices, sign_test, union_estimate
+from dspy_fgo.backtest import clearly_worse, race_order, race_slices, sign_test, union_estimate
+from dspy_fgo.compat import metric_calls, plan
 
 N = 24  # two subsets of 12 (by category), one merge over all 24
 
@@ -144,7 +146,7 @@ def test_the_same_seed_races_the_same_slices():
 
 
 def test_a_bad_backtest_value_is_a_clear_error():
-    with pytest.raises(ValueError, match=r"backtest must be one of \('full', 'race'\), got 'fast'"):
+    with pytest.raises(ValueError, match=r"backtest must be one of \('full', 'race', 'half'\), got 'fast'"):
         FGO(metric=exact_metric, backtest="fast")
     # the default leaves older log_dirs' fingerprints as they were; "race" is part of the fingerprint
     assert "backtest" not in FGO(metric=exact_metric)._fingerprint_config()
@@ -169,3 +171,44 @@ def test_a_raced_merge_resumes_from_its_checkpoint_and_is_redone_at_the_same_cos
     # a race and a full run do not share a log_dir
     with pytest.raises(ValueError, match="another trainset"):
         run("full", "Answer in lowercase.", log_dir=tmp_path)
+
+
+# ----- backtest="half" -------------------------------------------------------------------------------
+
+
+def test_the_race_order_holds_each_member_in_proportion_and_the_known_examples_first():
+    a, b = list(range(18)), list(range(18, 30))
+    order = race_order(range(30), seed=0, strata=[a, b], known={5, 9, 11})
+    assert sorted(order) == list(range(30))
+    for k in range(1, 31):  # every prefix holds each member's examples in proportion (to within one)
+        assert abs(sum(i in a for i in order[:k]) - k * 18 / 30) <= 1
+    assert set([i for i in order if i in a][:3]) == {5, 9, 11}  # the compared member's known scores first
+    assert race_order(range(30), seed=0, strata=[a, b]) != race_order(range(30), seed=1, strata=[a, b])
+    plain = race_order(range(30), seed=0, strata=[a, b])
+    assert race_slices(range(30), 0, (0.25, 0.5), [a, b]) == [plain[:8], plain[8:15]]
+
+
+def test_half_decides_a_good_merge_on_half_the_union_at_half_the_runs_of_full():
+    full, _, _ = run("full")
+    half, _, _ = run("half")
+    root = half.merge_root
+    assert root.candidate == root.proposed == full.merge_root.candidate and root.estimated
+    assert merge_runs(full) == 36 and merge_runs(half) == 18  # merged on 12 of 24, the member on 6 of its 12 others
+    assert root.note == ("merged: 1.000 >= best member's 1.000 on the union "
+                         "(race ran 12 of 24, union scores estimated; 18 back-test runs)")
+    assert half.final_candidate == full.final_candidate
+
+
+def test_half_stops_a_much_worse_merge_on_the_first_quarter_as_the_race_does():
+    raced, _, _ = run("race", "Answer in lowercase.")
+    half, _, _ = run("half", "Answer in lowercase.")
+    assert half.merge_root.note == raced.merge_root.note and half.merge_root.candidate == raced.merge_root.candidate
+    assert merge_runs(half) == merge_runs(raced) == 9
+
+
+def test_half_plans_half_the_back_test_runs_and_spends_the_rest_on_steps():
+    # 30 training / 20 validation examples, two merge levels, pruning's reserve, 250 metric calls
+    assert metric_calls(30, 20, 1, 2) == 60 + 120 + 40 and metric_calls(30, 20, 1, 2, 0.5) == 60 + 60 + 40
+    assert plan(None, 250, None, None, 30, 20, 2, prune=True) == (1, 250)
+    assert plan(None, 250, None, None, 30, 20, 2, prune=True, share=0.5) == (3, 250)
+    assert plan("light", None, None, None, 30, 20, 2, share=0.5) == (1, metric_calls(30, 20, 1, 2, 0.5))

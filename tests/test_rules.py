@@ -1,6 +1,8 @@
 """Issue 16's mechanisms: itemized rules and their union merge, tie acceptance, the raw-feedback (no
 critic) mode, the format check, and the diagnosis record and report."""
 
+import re
+
 import dspy
 import pytest
 from fakes import RULE, FakeLM, exact_metric, rule_optimizer, uppercase_task, word_examples
@@ -290,16 +292,20 @@ def test_grounding_check_drops_the_decoy_rule_in_a_run(grounding):
 # ----- rule ablation after a merge --------------------------------------------------------------------
 
 
-def two_rule_optimizer(request):
-    """Subset c0 learns the uppercase rule; every other subset a rule that changes nothing."""
-    import re
+def c0_learns_the_rule(other_rules: str):
+    """An optimizer: subset c0 learns the uppercase rule, every other subset ``other_rules`` (that change nothing)."""
 
-    if "new_rules" in request.outputs:
-        category = re.search(r"category: (c\d)", request.fields.get("feedback", ""))
-        if category and category.group(1) == "c0":
-            return {"new_rules": f"- {RULE}"}
-        return {"new_rules": "- Be polite to the user at all times."}
-    return rule_optimizer(request)
+    def handler(request):
+        if "new_rules" in request.outputs:
+            category = re.search(r"category: (c\d)", request.fields.get("feedback", ""))
+            return {"new_rules": f"- {RULE}" if category and category.group(1) == "c0" else other_rules}
+        return rule_optimizer(request)
+
+    return handler
+
+
+two_rule_optimizer = c0_learns_the_rule("- Be polite to the user at all times.")
+three_rule_optimizer = c0_learns_the_rule("- Be polite to the user at all times.\n- Greet the reader warmly first.")
 
 
 @pytest.mark.parametrize("prune", [True, False])
@@ -315,6 +321,19 @@ def test_pruning_drops_the_rule_that_does_not_help_and_keeps_the_one_that_does(t
     leaf_c0 = next(n for n in root.children if n.categories == ["c0"])
     assert (root.candidate == leaf_c0.candidate) is prune  # pruned back to the rule that scores
     assert ("pruned [self]: Be polite to the user at all times." in diagnosis_report(result)) is prune
+
+
+@pytest.mark.parametrize("backtest", ["full", "half"])
+def test_pruning_after_a_half_back_test_ablates_on_the_half_the_merge_was_decided_on(task_lm, backtest):
+    result = fgo(FakeLM(three_rule_optimizer), update="rules", acceptance="tie", partition="category",
+                 num_subsets=None, merge_clustering="none", prune_rules=True, backtest=backtest).compile(
+        program(), trainset=word_examples(12, categories=2), valset=word_examples(2)).fgo_result
+    root = result.merge_root
+    assert root.candidate["self"].count("- ") == 1 and RULE in root.candidate["self"]
+    # only the first ablation (without "Greet ...") is a new text; it runs on the union of 12 or on the 6 the
+    # half back-test decided on (the merged text's runs there are known); the others' runs are in the ledger
+    assert f"pruned 2 of 3 rules tried ({12 if backtest == 'full' else 6} runs)" in root.note
+    assert root.estimated is (backtest == "half")
 
 
 def four_rule_optimizer(request):
