@@ -9,7 +9,8 @@ L merge levels: 0 for one subset, 1 when the subsets fit one merge, more for a d
 Each subset runs the seed on its examples once and each step's proposal once (N * (E + 1) over all
 subsets); each merge level back-tests a merge and its best member on the union (at most 2 * N, less
 with ``backtest="race"`` when a merge is clearly worse; ``s`` is 1, or 0.5 with ``backtest="half"``,
-which decides on half of each union); the final choice runs the seed and the winner on
+which decides on half of each union, and without a valset then runs the root on the trainset's other
+half, N * (1 - s), for the final choice); the final choice runs the seed and the winner on
 the valset (2 * V). With ``partition="failures"`` the seed runs on the whole trainset once, in the divide
 stage, and the subsets' first steps reuse those runs: the same N, so the same formula (the critiques of
 the seed's failures are LM calls, not metric calls; the first steps send the same prompts, which DSPy's
@@ -118,7 +119,8 @@ def merge_levels(subsets: int, threshold: int | None) -> int:
 
 def metric_calls(n_train: int, n_val: int, epochs: int, levels: int, share: float = 1.0) -> int:
     """The budget formula (module docstring; ``share``: s, the planned share of each union back-test)."""
-    return n_train * (epochs + 1) + math.ceil(2 * n_train * levels * share) + 2 * n_val
+    unchecked = math.ceil(n_train * (1 - share)) if levels and not n_val else 0  # the root's rest, without a valset
+    return n_train * (epochs + 1) + math.ceil(2 * n_train * levels * share) + 2 * n_val + unchecked
 
 
 def gepa_auto_budget(auto: str, num_predictors: int, n_val: int) -> int | None:

@@ -543,6 +543,8 @@ def _expected(run: RunContext, jobs: Sequence[Job], sizes: _Sizes, f0: float, fi
         share = min(1.0, max(0.0, limit - metric - reserve) / pruning)
         pruning, pruning_grown = pruning * share, pruning_grown * share
     metric, grown = metric + pruning, grown + pruning_grown
+    if run.valset is None and groups and share < 1:  # the root on the trainset's rest (select.py)
+        metric += (1 - share) * len(run.trainset) * changed
     if run.valset is not None:  # the seed and the winner on the valset, when the run changed something
         root = _merged(groups[-1], rules) if groups else max(leaves, key=lambda m: m.growth, default=_Member(0, 0, 0))
         metric += 2 * len(run.valset) * changed

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import dspy
 
+from .backtest import scores_on
 from .budget import BudgetExhausted
 from .candidate import Candidate
 from .merge import MergeNode
@@ -52,9 +53,10 @@ def _train_scores(run: RunContext, subsets: Sequence[SubsetResult], root: MergeN
         seed = sum(s.seed_score * len(s.indices) for s in subsets) / n
     else:
         seed = _score_on(run, run.seed, None, False, threads)
-    opt = root.score if root.score is not None and not root.estimated and root.indices == list(range(n)) else \
-        _score_on(run, root.candidate, None, False, threads)
-    return seed, opt
+    if root.score is not None and not root.estimated and root.indices == list(range(n)):
+        return seed, root.score
+    scores, _ = scores_on(run, root.candidate, range(n), threads)  # the back-tests' runs come from the ledger
+    return seed, sum(scores.values()) / n
 
 
 def valset_nodes(root: MergeNode, seed: Candidate, k: int) -> list[MergeNode]:

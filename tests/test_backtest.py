@@ -212,3 +212,11 @@ def test_half_plans_half_the_back_test_runs_and_spends_the_rest_on_steps():
     assert plan(None, 250, None, None, 30, 20, 2, prune=True) == (1, 250)
     assert plan(None, 250, None, None, 30, 20, 2, prune=True, share=0.5) == (3, 250)
     assert plan("light", None, None, None, 30, 20, 2, share=0.5) == (1, metric_calls(30, 20, 1, 2, 0.5))
+
+
+def test_half_without_a_valset_runs_the_root_only_on_the_trainset_half_it_has_not_seen():
+    half, _, _ = run("half", valset=False)
+    assert half.merge_root.estimated and half.final_choice == "optimized"
+    assert half.train_scores == {"seed": 0.0, "optimized": 1.0}
+    assert half.accounting["stages"]["select"]["metric_calls"] == 12  # 24 - the 12 its back-test ran
+    assert metric_calls(24, 0, 1, 1, 0.5) == 48 + 24 + 12 and metric_calls(24, 0, 1, 1) == 48 + 48
