@@ -136,7 +136,7 @@ def paired_table(results: dict[str, Any], reference: str = "fgo") -> pd.DataFram
         rows.append({"vs": other, "difference": d["difference"], "ci_low": d["ci95"][0], "ci_high": d["ci95"][1],
                      "p_value": d["p_value"], "n_examples": d["n_examples"], "seeds": f"{d['seeds'][0]} vs {d['seeds'][1]}",
                      "p_runs": run_level_p(score_matrix(results, reference), score_matrix(results, other))})
-    return pd.DataFrame(rows).set_index("vs")
+    return pd.DataFrame(rows).set_index("vs") if rows else pd.DataFrame()  # the reference alone: nothing to pair
 
 
 def score_vs_tokens_figure(results: dict[str, Any]) -> Figure:

@@ -106,3 +106,9 @@ def test_the_run_level_test_counts_every_split_of_the_runs_and_needs_two_runs_a_
     assert run_level_p(np.ones((4, 5)), zeros) == 1 / 35  # unequal sides have no mirror split
     assert run_level_p(ones, ones) == 1.0
     assert run_level_p(np.ones((1, 5)), zeros) is None
+
+
+def test_a_results_file_with_the_reference_alone_gets_its_report_without_a_paired_table(tmp_path):
+    res = {"runs": {k: v for k, v in results()["runs"].items() if k.startswith("fgo/")}}
+    assert stats.paired_table(res, reference="fgo").empty
+    assert "fgo" in stats.write_report(res, tmp_path, "fgo")  # it raised KeyError 'vs' before
