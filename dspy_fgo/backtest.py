@@ -178,8 +178,10 @@ def race(run: RunContext, merged: Candidate, member: MergeNode, indices: Sequenc
     examples (default: ``member``'s and the rest), on the slices ``fractions`` cut (module docstring)."""
     union, own = set(indices), set(member.indices)
     strata = strata or [[i for i in indices if i in own]]
+    covered = {i for s in strata for i in s}
+    cells = [c for c in [*map(list, strata), [i for i in indices if i not in covered]] if c]  # partition the union
     known = {i: s for i, s in run.ledger.scores(member.candidate).items() if i in union}
-    slices = race_slices(indices, run.random_seed, fractions, strata, known)
+    slices = race_slices(indices, run.random_seed, fractions, cells, known)
     ours: dict[int, float] = {}
     theirs: dict[int, float] = {}
     runs, p = 0, None
@@ -192,7 +194,5 @@ def race(run: RunContext, merged: Candidate, member: MergeNode, indices: Sequenc
             break
     if len(ours) == len(indices):
         return Race(ours, theirs, len(indices), runs)
-    covered = {i for s in strata for i in s}
-    cells = [c for c in [*map(list, strata), [i for i in indices if i not in covered]] if c]
     estimates = (union_estimate(ours, cells), union_estimate({**known, **theirs}, cells))
     return Race(ours, theirs, len(indices), runs, p, estimates)

@@ -518,16 +518,16 @@ def _expected(run: RunContext, jobs: Sequence[Job], sizes: _Sizes, f0: float, fi
         leaves.append(_Member(len(job.indices), changed, growth))
 
     groups = _merge_groups(leaves, merge_threshold, union=rules)
-    share = backtest_share(run.backtest)
+    tested = backtest_share(run.backtest)  # the share of each union a back-test runs
     for members in groups:
         differ = 1 - math.prod(1 - m.changed for m in members)
         union = sum(m.size for m in members)
         merged = _merged(members, rules).growth
-        best = share * (union - max(m.size for m in members))  # the best member's back-test on the rest
-        metric += best + differ * share * union  # and the merge's on all of it (on half with backtest="half")
-        grown += (best * max(m.growth for m in members) + differ * share * union * merged) * texts
+        best = tested * (union - max(m.size for m in members))  # the best member's back-test on the rest
+        metric += best + differ * tested * union  # and the merge's on all of it (on half with backtest="half")
+        grown += (best * max(m.growth for m in members) + differ * tested * union * merged) * texts
         if rules and run.prune_rules:  # at most one union back-test per rule (an upper bound: races stop early)
-            ablations = differ * share * union * sum(m.growth for m in members) / RULE_TOKENS  # the growth's rules
+            ablations = differ * tested * union * sum(m.growth for m in members) / RULE_TOKENS  # the growth's rules
             pruning += ablations
             pruning_grown += ablations * merged * texts
         for name, seed_tokens in sizes.component.items():
@@ -543,8 +543,8 @@ def _expected(run: RunContext, jobs: Sequence[Job], sizes: _Sizes, f0: float, fi
         share = min(1.0, max(0.0, limit - metric - reserve) / pruning)
         pruning, pruning_grown = pruning * share, pruning_grown * share
     metric, grown = metric + pruning, grown + pruning_grown
-    if run.valset is None and groups and share < 1:  # the root on the trainset's rest (select.py)
-        metric += (1 - share) * len(run.trainset) * changed
+    if run.valset is None and groups and tested < 1:  # the root on the trainset's rest (select.py)
+        metric += (1 - tested) * len(run.trainset) * changed
     if run.valset is not None:  # the seed and the winner on the valset, when the run changed something
         root = _merged(groups[-1], rules) if groups else max(leaves, key=lambda m: m.growth, default=_Member(0, 0, 0))
         metric += 2 * len(run.valset) * changed

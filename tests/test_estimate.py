@@ -275,3 +275,22 @@ def test_rule_pruning_is_estimated_as_one_union_back_test_per_rule_and_bounds_th
     assert actual["stages"]["merge"]["metric_calls"] > 16 * 8  # the ablations ran
     assert 0.75 * est["metric_calls"] <= actual["metric_calls"] <= est["metric_calls"]
     assert actual["roles"]["task"]["prompt_tokens"] <= est["roles"]["task"]["prompt_tokens"]
+
+
+def test_a_half_back_test_is_estimated_at_half_the_runs_and_without_a_valset_adds_the_roots_other_half(lms):
+    task, opt = lms
+
+    def metric_calls(backtest, valset=True, limit=None):
+        run = RunContext.create(dspy.Predict("question -> answer"), word_examples(12), exact_metric, optimizer_lm=opt,
+                                valset=word_examples(16)[12:] if valset else None, epochs=1, update="rules",
+                                prune_rules=True, backtest=backtest, budget=Budget(max_metric_calls=limit))
+        jobs = DivideSchedule("random", num_subsets=4).plan(run, 1)
+        return estimate_run(run, jobs, levels=1, merge_threshold=4).metric_calls
+
+    assert metric_calls("half") < metric_calls("full")
+    # a budget that cuts pruning: full without a valset expects exactly the budget (no root re-run: its
+    # back-test covered the trainset), half the budget plus the root's other half, at most 6 (12 x 0.5)
+    limit = math.floor(metric_calls("full", valset=False)) - 10
+    assert metric_calls("full", valset=False, limit=limit) == pytest.approx(limit)
+    limit = math.floor(metric_calls("half", valset=False)) - 5
+    assert limit < metric_calls("half", valset=False, limit=limit) <= limit + 6
