@@ -1,10 +1,15 @@
 """Issue 13: one policy for errors, budgets, windows, selection, resume, interrupts and secrets."""
 
-import _thread
 import json
 import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
 import threading
 import time
+from pathlib import Path
 
 import dspy
 import pytest
@@ -392,30 +397,47 @@ def test_a_hung_lm_call_times_out_and_is_recorded():
     assert any("TimeoutError" in e["message"] for e in result.errors)
 
 
-def _interrupted_within(seconds: float) -> bool:
-    """Ctrl-C one second into a compile: True when it raised KeyboardInterrupt within ``seconds``."""
-    def slow(request):  # the pilot alone (12 runs on 4 threads) outlasts the timer: the interrupt lands mid-run
+CTRL_C_SCRIPT = textwrap.dedent("""
+    import sys, time
+    sys.path.insert(0, {tests!r})
+    import dspy
+    from fakes import FakeLM, exact_metric, rule_optimizer, uppercase_task, word_examples
+    from dspy_fgo import FGO
+
+    def slow(request):  # the pilot alone (12 runs on 4 threads) outlasts the signal: it lands mid-run
         time.sleep(0.5)
         return uppercase_task(request)
 
-    timer = threading.Timer(1.0, _thread.interrupt_main)
-    start = time.time()
-    timer.start()
+    print("started", flush=True)
     try:
         with dspy.context(lm=FakeLM(slow)):
             FGO(metric=exact_metric, optimizer_lm=FakeLM(rule_optimizer), num_subsets=4, epochs=3,
-                num_threads=4).compile(predict(), trainset=word_examples(40))
+                num_threads=4).compile(dspy.Predict("question -> answer"), trainset=word_examples(40))
     except KeyboardInterrupt:
-        return time.time() - start < seconds
+        print("interrupted", flush=True)
+        sys.exit(130)
+    print("finished", flush=True)
+""")
+
+
+def test_ctrl_c_stops_compile_within_seconds(tmp_path):
+    # A real SIGINT to a child process, as a terminal's Ctrl-C sends: in-process, _thread.interrupt_main did
+    # not raise in two fresh CI runs of the whole suite (it did when the file ran alone; cause not found).
+    script = tmp_path / "ctrl_c.py"
+    script.write_text(CTRL_C_SCRIPT.format(tests=str(Path(__file__).parent)))
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "TQDM_DISABLE": "1",
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent.parent), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True, env=env)
+    assert proc.stdout.readline().strip() == "started"
+    time.sleep(2.0)  # imports are done; the run is in its pilot or first steps (an uninterrupted run takes ~15 s)
+    start = time.time()
+    proc.send_signal(signal.SIGINT)
+    try:
+        out, _ = proc.communicate(timeout=20)
     finally:
-        timer.cancel()
-    return False
-
-
-def test_ctrl_c_stops_compile_within_seconds():
-    # Up to three tries: a fresh .ci/run on 2026-12-03 once saw the interrupt not raise (cause not found;
-    # it passed in CI and locally otherwise). A Ctrl-C that never stops the run still fails.
-    assert any(_interrupted_within(20) for _ in range(3))  # an uninterrupted run takes far longer
+        proc.kill()
+    assert time.time() - start < 10 and proc.returncode == 130 and out.strip() == "interrupted"
 
 
 # ----- secrets -------------------------------------------------------------------------------------
