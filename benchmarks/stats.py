@@ -98,6 +98,31 @@ def run_level_p(a: Any, b: Any) -> float | None:
     return float(extreme / total)
 
 
+def run_level_interval(a: Any, b: Any, level: float = 0.95) -> dict[str, float] | None:
+    """Interval and p of a's mean run score minus b's that counts the spread between runs (each run's mean
+    over the test examples is one observation): Welch's t (``scipy.stats.ttest_ind``, unequal variances), or a
+    one-sample t against the constant when one method has a single run (seed, hand-written); None when
+    neither has two runs. Unlike :func:`run_level_p` it assumes the run means are roughly normal, and so can
+    reach p < 0.05 with 3 runs a side."""
+    from scipy import stats
+
+    a_runs, b_runs = as_matrix(a).mean(axis=1), as_matrix(b).mean(axis=1)
+    if len(a_runs) < 2 and len(b_runs) < 2:
+        return None
+    if np.ptp(a_runs) == 0 and np.ptp(b_runs) == 0:  # no spread on either side: the runs agree exactly
+        diff = float(a_runs.mean() - b_runs.mean())
+        return {"low": diff, "high": diff, "p": 1.0 if diff == 0 else 0.0}
+    if len(b_runs) < 2 or len(a_runs) < 2:
+        sign, runs, constant = (1, a_runs, b_runs[0]) if len(a_runs) > 1 else (-1, b_runs, a_runs[0])
+        test = stats.ttest_1samp(runs - constant, 0.0)
+        lo, hi = (sign * bound for bound in test.confidence_interval(level))
+        lo, hi = min(lo, hi), max(lo, hi)
+    else:
+        test = stats.ttest_ind(a_runs, b_runs, equal_var=False)
+        lo, hi = test.confidence_interval(level)
+    return {"low": float(lo), "high": float(hi), "p": float(test.pvalue)}
+
+
 def method_table(results: dict[str, Any]) -> pd.DataFrame:
     """Table 1 style: per method the mean test score over seeds, its spread, a bootstrap 95% interval over
     examples (seed-averaged scores), and the optimizer's tokens, calls and minutes (means over seeds)."""
@@ -122,9 +147,10 @@ def category_table(results: dict[str, Any]) -> pd.DataFrame:
 
 def paired_table(results: dict[str, Any], reference: str = "fgo") -> pd.DataFrame:
     """``reference`` minus each other method: paired difference, bootstrap 95% interval, sign-flip p-value
-    over examples, and the run-level permutation p (``p_runs``, over all runs of both: does the spread of
-    the runs leave the difference of their means to chance?). Two methods with several seeds each are
-    paired on the seeds both have run."""
+    over examples, and two run-level answers over all runs of both (does the spread of the runs leave the
+    difference of their means to chance?): the exact permutation p (``p_runs``) and the t interval and p
+    (``runs_ci_low``/``runs_ci_high``/``p_runs_t``; not for an optimizer with one run, whose spread is
+    unknown). Two methods with several seeds each are paired on the seeds both have run."""
     methods = by_method(results)
     if reference not in methods:
         return pd.DataFrame()
@@ -133,9 +159,13 @@ def paired_table(results: dict[str, Any], reference: str = "fgo") -> pd.DataFram
         ref_seeds, other_seeds = ({run["seed"] for run in methods[m]} for m in (reference, other))
         common = ref_seeds & other_seeds if len(ref_seeds) > 1 and len(other_seeds) > 1 else None  # pair seed with seed
         d = paired_difference(score_matrix(results, reference, common), score_matrix(results, other, common))
+        ref_all, other_all = score_matrix(results, reference), score_matrix(results, other)
+        fixed = all(len(methods[m]) > 1 or not methods[m][0]["optimizer_side"]["calls"] for m in (reference, other))
+        runs = (fixed and run_level_interval(ref_all, other_all)) or {"low": None, "high": None, "p": None}
         rows.append({"vs": other, "difference": d["difference"], "ci_low": d["ci95"][0], "ci_high": d["ci95"][1],
                      "p_value": d["p_value"], "n_examples": d["n_examples"], "seeds": f"{d['seeds'][0]} vs {d['seeds'][1]}",
-                     "p_runs": run_level_p(score_matrix(results, reference), score_matrix(results, other))})
+                     "p_runs": run_level_p(ref_all, other_all),
+                     "runs_ci_low": runs["low"], "runs_ci_high": runs["high"], "p_runs_t": runs["p"]})
     return pd.DataFrame(rows).set_index("vs") if rows else pd.DataFrame()  # the reference alone: nothing to pair
 
 

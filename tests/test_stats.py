@@ -1,6 +1,7 @@
 """benchmarks.stats on known inputs: interval containment, p-values, seed spread, tables, the plot."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from benchmarks import stats
@@ -58,7 +59,7 @@ def _run(method, seed, scores, tokens):
     per = {c: float(np.mean([s for s, k in zip(scores, categories, strict=True) if k == c])) for c in "ab"}
     return {"method": method, "seed": seed, "test_scores": scores, "optimize_seconds": 60.0,
             "test": {"score": float(np.mean(scores)), "ci95": [0, 1], "per_category": per},
-            "optimizer_side": {"prompt_tokens": tokens, "completion_tokens": 10, "calls": 2},
+            "optimizer_side": {"prompt_tokens": tokens, "completion_tokens": 10, "calls": 0 if method == "seed" else 2},
             "task_side_during_optimization": {"calls": 5}}
 
 
@@ -112,3 +113,42 @@ def test_a_results_file_with_the_reference_alone_gets_its_report_without_a_paire
     res = {"runs": {k: v for k, v in results()["runs"].items() if k.startswith("fgo/")}}
     assert stats.paired_table(res, reference="fgo").empty
     assert "fgo" in stats.write_report(res, tmp_path, "fgo")  # it raised KeyError 'vs' before
+
+
+def runs_with_means(*means: float, n: int = 50) -> np.ndarray:
+    """One row per run, each row's mean the given value (scores of 0/1 would do the same; a constant row is simplest)."""
+    return np.array([[m] * n for m in means])
+
+
+def test_the_run_level_t_interval_counts_the_spread_between_runs_and_can_reach_p_below_0_05_with_3_runs():
+    from benchmarks.stats import run_level_interval, run_level_p
+
+    fgo, gepa = runs_with_means(0.33, 0.50, 0.51), runs_with_means(0.15, 0.26, 0.20)
+    r = run_level_interval(fgo, gepa)
+    diff = 0.4467 - 0.2033
+    se = np.sqrt(np.var([0.33, 0.50, 0.51], ddof=1) / 3 + np.var([0.15, 0.26, 0.20], ddof=1) / 3)
+    assert r["low"] < diff < r["high"] and r["high"] - r["low"] > 2 * 1.96 * se  # wider than a normal interval: t with df ~3
+    assert 0 < r["low"] and r["p"] < 0.05 and run_level_p(fgo, gepa) == 0.1  # the permutation test cannot go below 0.10
+    swapped = run_level_interval(gepa, fgo)
+    assert np.isclose(swapped["low"], -r["high"]) and np.isclose(swapped["p"], r["p"])
+    noisy = run_level_interval(runs_with_means(0.2, 0.5, 0.8), runs_with_means(0.3, 0.4, 0.2))
+    assert noisy["low"] < 0 < noisy["high"] and noisy["p"] > 0.05  # a wide spread leaves a mean gap to chance
+
+
+def test_the_run_level_t_interval_against_a_deterministic_method_and_its_edge_cases():
+    from benchmarks.stats import run_level_interval
+
+    fgo, seed = runs_with_means(0.33, 0.50, 0.51), runs_with_means(0.15)
+    one_sided = run_level_interval(fgo, seed)
+    assert one_sided["low"] < 0.4467 - 0.15 < one_sided["high"] and one_sided["p"] < 0.05
+    reverse = run_level_interval(seed, fgo)
+    assert np.isclose(reverse["low"], -one_sided["high"]) and np.isclose(reverse["high"], -one_sided["low"])
+    assert run_level_interval(seed, runs_with_means(0.3)) is None  # one run a side: nothing to estimate a spread from
+    same = run_level_interval(runs_with_means(0.4, 0.4), runs_with_means(0.4, 0.4))
+    assert same == {"low": 0.0, "high": 0.0, "p": 1.0}
+    res = results()
+    table = stats.paired_table(res, reference="fgo")
+    assert table.loc["gepa", "runs_ci_low"] < table.loc["gepa", "difference"] < table.loc["gepa", "runs_ci_high"]
+    assert table.loc["seed", "p_runs_t"] < 0.05  # the seed has no optimizer: its one run is a constant
+    res["runs"] = {k: v for k, v in res["runs"].items() if k not in ("gepa/seed1", "gepa/seed2")}
+    assert pd.isna(stats.paired_table(res, reference="fgo").loc["gepa", "p_runs_t"])  # one run of an optimizer: spread unknown
