@@ -86,6 +86,11 @@ def test_tables_and_plot(tmp_path):
     assert "Paired differences: fgo minus each method" in text and "gepa" in text
     assert (tmp_path / "score_vs_tokens.png").stat().st_size > 1000 and (tmp_path / "table_paired_fgo.csv").exists()
     assert stats.paired_table(res, reference="miprov2").empty
+    assert "headroom" not in methods.columns  # no hand-written row: no headroom to share
+    res["runs"]["hand-written/seed0"] = _run("hand-written", 0, [1.0] * 50 + [0.0] * 50, 0)
+    shares = stats.method_table(res)["headroom"]
+    assert shares["seed"] == 0 and shares["hand-written"] == 1
+    assert shares["fgo"] == pytest.approx(methods.loc["fgo", "mean"] / 0.5)
     del res["runs"]["gepa/seed2"]  # an interrupted comparison: gepa has two seeds, fgo three
     assert stats.paired_table(res).loc["gepa", "seeds"] == "2 vs 2"
 
