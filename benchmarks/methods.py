@@ -86,6 +86,7 @@ FGO_SWITCHES: dict[str, dict[str, Any]] = {
     "prune": {"prune_rules": True}, "noprune": {"prune_rules": False},
     "pick1": {"valset_candidates": 1}, "pick4": {"valset_candidates": 4},
     "byfailure": {"partition": "failures"}, "byrandom": {"partition": "random"},  # FGO only (the baselines do not divide)
+    "instructions": {"components": "instructions"}, "alltexts": {"components": "all"},  # tool texts off / on
 }
 
 

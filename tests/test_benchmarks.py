@@ -125,6 +125,13 @@ def test_a_partition_switch_divides_fgo_by_failure_pattern(tmp_path):
     assert record["config"]["partition"] == "failures" and record["config"]["update"] == "rules"
 
 
+def test_a_components_switch_leaves_the_tool_texts_alone(tmp_path):
+    ctx, _, _ = _ctx()
+    run_method("fgo+rules+instructions", ctx, word_examples(12)[8:], exact_metric, tmp_path)
+    record = json.loads((tmp_path / "fgo+rules+instructions-seed0.fgo.json").read_text())
+    assert record["config"]["components"] == "instructions"
+
+
 def test_a_schedule_baseline_runs_with_fgo_switches(tmp_path):
     ctx, _, _ = _ctx()
     run = run_method("all-at-once+rules+tie", ctx, word_examples(12)[8:], exact_metric, tmp_path)
