@@ -16,8 +16,24 @@ def score_program(program: dspy.Module, examples: Sequence[dspy.Example], metric
     fields of each prediction (answers, an agent's ``won``/``steps``) for inspection."""
     with dspy.context(lm=lm):
         result = dspy.Evaluate(devset=list(examples), metric=metric, num_threads=num_threads,
-                               display_progress=True, max_errors=len(examples) + 1, failure_score=0.0)(program)
+                               display_progress=True, max_errors=len(examples) + 1, failure_score=0.0)(
+                                   RetriedOnce(program))
     return [float(score) for _, _, score in result.results], [short_fields(p) for _, p, _ in result.results]
+
+
+class RetriedOnce:
+    """``program`` called a second time when a call raises: a transient error (a dropped connection, CPython
+    3.11's spurious "AST constructor recursion depth mismatch" when DSPy parses in threads) should not score an
+    example 0; at temperature 0 with DSPy's cache a real error repeats and still scores 0."""
+
+    def __init__(self, program: Callable):
+        self.program = program
+
+    def __call__(self, **inputs: Any) -> Any:
+        try:
+            return self.program(**inputs)
+        except Exception:
+            return self.program(**inputs)
 
 
 def short_fields(prediction: Any, max_chars: int = 300) -> dict[str, Any]:

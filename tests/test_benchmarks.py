@@ -157,3 +157,22 @@ def test_a_forked_run_counts_the_subsets_it_reused_and_says_whose(tmp_path):
     assert run["forked_subsets_of"] == "fgo+rules+tie" and run["test"]["score"] == first["test"]["score"]
     again = fork_from(tmp_path, "fgo+rules+tie", 0, tmp_path / "fgo+rules+tie+pick4-seed0.checkpoints")
     assert again == forked  # a rerun after an interruption keeps the first fork's carried-over usage
+
+
+def test_held_out_scoring_calls_a_program_again_after_a_transient_error_and_scores_a_real_one_zero():
+    from benchmarks.scoring import score_program
+
+    calls = {"flaky": 0}
+
+    def program(question):
+        if question == "flaky":
+            calls["flaky"] += 1
+            if calls["flaky"] == 1:
+                raise SystemError("AST constructor recursion depth mismatch (before=72, after=68)")
+        if question == "broken":
+            raise ValueError("always")
+        return dspy.Prediction(answer=question.upper())
+
+    examples = [dspy.Example(question=q, answer=q.upper()).with_inputs("question") for q in ("ok", "flaky", "broken")]
+    scores, _ = score_program(program, examples, exact_metric, FakeLM(lambda request: {}), num_threads=1)
+    assert scores == [1.0, 1.0, 0.0] and calls["flaky"] == 2
