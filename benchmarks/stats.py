@@ -112,14 +112,11 @@ def run_level_interval(a: Any, b: Any, level: float = 0.95) -> dict[str, float] 
     if np.ptp(a_runs) == 0 and np.ptp(b_runs) == 0:  # no spread on either side: the runs agree exactly
         diff = float(a_runs.mean() - b_runs.mean())
         return {"low": diff, "high": diff, "p": 1.0 if diff == 0 else 0.0}
-    if len(b_runs) < 2 or len(a_runs) < 2:
-        sign, runs, constant = (1, a_runs, b_runs[0]) if len(a_runs) > 1 else (-1, b_runs, a_runs[0])
-        test = stats.ttest_1samp(runs - constant, 0.0)
-        lo, hi = (sign * bound for bound in test.confidence_interval(level))
-        lo, hi = min(lo, hi), max(lo, hi)
-    else:
+    if len(a_runs) > 1 and len(b_runs) > 1:
         test = stats.ttest_ind(a_runs, b_runs, equal_var=False)
-        lo, hi = test.confidence_interval(level)
+    else:  # a single run is a constant: the differences of the other side's runs to it
+        test = stats.ttest_1samp(a_runs[:, None] - b_runs[None, :], 0.0, axis=None)
+    lo, hi = test.confidence_interval(level)
     return {"low": float(lo), "high": float(hi), "p": float(test.pvalue)}
 
 
@@ -159,14 +156,14 @@ def paired_table(results: dict[str, Any], reference: str = "fgo") -> pd.DataFram
     methods = by_method(results)
     if reference not in methods:
         return pd.DataFrame()
-    rows = []
+    rows, ref_all = [], score_matrix(results, reference)
     for other in (m for m in methods if m != reference):
         ref_seeds, other_seeds = ({run["seed"] for run in methods[m]} for m in (reference, other))
         common = ref_seeds & other_seeds if len(ref_seeds) > 1 and len(other_seeds) > 1 else None  # pair seed with seed
         d = paired_difference(score_matrix(results, reference, common), score_matrix(results, other, common))
-        ref_all, other_all = score_matrix(results, reference), score_matrix(results, other)
-        fixed = all(len(methods[m]) > 1 or not methods[m][0]["optimizer_side"]["calls"] for m in (reference, other))
-        runs = (fixed and run_level_interval(ref_all, other_all)) or {"low": None, "high": None, "p": None}
+        other_all = score_matrix(results, other)
+        spread_known = all(len(methods[m]) > 1 or not methods[m][0]["optimizer_side"]["calls"] for m in (reference, other))
+        runs = (spread_known and run_level_interval(ref_all, other_all)) or {"low": None, "high": None, "p": None}
         rows.append({"vs": other, "difference": d["difference"], "ci_low": d["ci95"][0], "ci_high": d["ci95"][1],
                      "p_value": d["p_value"], "n_examples": d["n_examples"], "seeds": f"{d['seeds'][0]} vs {d['seeds'][1]}",
                      "p_runs": run_level_p(ref_all, other_all),
