@@ -93,11 +93,13 @@ FGO_SWITCHES: dict[str, dict[str, Any]] = {
 VARIANT_HEADS: dict[str, Callable[..., dspy.Module]] = {
     "fgo": run_fgo, "all-at-once": run_all_at_once, "batch-wise": run_batch_wise, "bootstrapping": run_bootstrapping,
 }
+VARIANT_OPTIMIZERS: dict[str, type] = {"fgo": FGO, "all-at-once": AllAtOnce, "batch-wise": BatchWise,
+                                       "bootstrapping": Bootstrapping}
 
 
 def fgo_variant(name: str) -> Callable[[MethodContext], dspy.Module] | None:
     """The factory of a variant named ``<head>+<switch>+...`` (a head of ``VARIANT_HEADS``, switches of
-    ``FGO_SWITCHES``), or None."""
+    ``FGO_SWITCHES``), or None. Options the optimizer refuses raise ValueError here, before any LLM call."""
     head, *switches = name.split("+")
     if head not in VARIANT_HEADS or not switches:
         return None
@@ -105,6 +107,7 @@ def fgo_variant(name: str) -> Callable[[MethodContext], dspy.Module] | None:
     if unknown:
         raise ValueError(f"unknown FGO switches {unknown} in {name!r}; known: {sorted(FGO_SWITCHES)}")
     options = {**VARIANT_BASE, **{k: v for s in switches for k, v in FGO_SWITCHES[s].items()}}
+    VARIANT_OPTIMIZERS[head](**options)  # its checks, now rather than after the methods listed before it
     return lambda ctx: VARIANT_HEADS[head](ctx, **options)
 
 

@@ -110,6 +110,18 @@ def method_factory(name: str):
     return METHODS.get(name) or fgo_variant(name)
 
 
+def refused_methods(names: list[str]) -> list[str]:
+    """Why each of ``names`` would fail when its turn comes: an unknown name, or options its optimizer refuses."""
+    problems = []
+    for name in names:
+        try:
+            if method_factory(name) is None:
+                problems.append(f"{name}: unknown method (known: {', '.join(sorted(METHODS))} or <head>+<switch>...)")
+        except (ValueError, TypeError) as error:
+            problems.append(f"{name}: {error}")
+    return problems
+
+
 def run_method(name: str, ctx: MethodContext, test, metric, out_dir: Path) -> dict[str, Any]:
     tracker = UsageByModel(ctx.task_lm.model)
     started = time.perf_counter()
@@ -178,9 +190,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> dict[str, Any]:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    unknown = [m for m in args.methods.split(",") if m not in METHODS and method_factory(m) is None]
-    if unknown:
-        sys.exit(f"Unknown methods {unknown}; known: {sorted(METHODS)}")
+    refused = refused_methods(args.methods.split(","))
+    if refused:
+        sys.exit("Refused before any method runs:\n  " + "\n  ".join(refused))
     missing = missing_dependencies(args.methods.split(","))
     if missing:
         sys.exit("Missing before any method runs: " + "; ".join(missing) + ' (pip install -e ".[bench]")')

@@ -118,6 +118,18 @@ def test_variants_set_fgo_options_on_fgo_and_on_its_schedule_baselines(monkeypat
         methods.fgo_variant("batch-wise+tiee")
 
 
+def test_the_runner_refuses_a_method_list_with_a_bad_variant_before_any_llm_call(monkeypatch):
+    from benchmarks import run
+
+    monkeypatch.setattr(run, "load_task", lambda *a, **k: pytest.fail("loaded the task before checking the methods"))
+    problems = run.refused_methods(["seed", "fgo+rewrite+prune", "fgo+rules+prune", "nope"])
+    assert len(problems) == 2
+    assert problems[0].startswith("fgo+rewrite+prune:") and "needs update='rules'" in problems[0]
+    assert problems[1].startswith("nope: unknown method")
+    with pytest.raises(SystemExit, match="fgo\\+rewrite\\+prune: prune_rules"):
+        run.main(["--task", "bookings", "--methods", "seed,fgo+rewrite+prune"])
+
+
 def test_a_partition_switch_divides_fgo_by_failure_pattern(tmp_path):
     ctx, _, _ = _ctx()
     run_method("fgo+rules+byfailure", ctx, word_examples(12)[8:], exact_metric, tmp_path)
