@@ -126,54 +126,94 @@ def optimize_job(run: RunContext, job: Job) -> SubsetResult | None:
     return result
 
 
+@dataclass
+class JobProgress:
+    """A job's state between steps, checkpointed after every step so that an interrupted job resumes at its
+    next step (the candidates' scores go with it: the merges and the final report use them)."""
+
+    current: Candidate
+    best: Candidate
+    best_score: float | None = None
+    seed_score: float | None = None
+    steps: list[StepRecord] = field(default_factory=list)
+
+    def to_dict(self, run: RunContext, job: Job) -> dict[str, Any]:
+        own = set(job.indices)
+        scores = {name: {str(i): x for i, x in run.ledger.scores(c).items() if i in own}
+                  for name, c in (("seed", run.seed), ("current", self.current), ("best", self.best))}
+        return {"indices": list(job.indices), "current": self.current.to_dict(), "best": self.best.to_dict(),
+                "best_score": self.best_score, "seed_score": self.seed_score,
+                "steps": [s.to_dict() for s in self.steps], "scores": scores}
+
+    @classmethod
+    def resume(cls, run: RunContext, data: dict[str, Any]) -> JobProgress:
+        progress = cls(Candidate(data["current"]), Candidate(data["best"]), data["best_score"], data["seed_score"],
+                       [StepRecord.from_dict(s) for s in data["steps"]])
+        for name, candidate in (("seed", run.seed), ("current", progress.current), ("best", progress.best)):
+            run.ledger.record_scores(candidate, "train", {int(i): x for i, x in data["scores"][name].items()})
+        return progress
+
+
+def _start(run: RunContext, job: Job) -> JobProgress:
+    data = run.checkpoint.load_progress(job.job_id, job.indices) if run.checkpoint is not None else None
+    if data is None:
+        return JobProgress(run.seed, run.seed)
+    logger.info("Subset %d resumes after step %d", job.job_id, len(data["steps"]) - 1)
+    return JobProgress.resume(run, data)
+
+
 def optimize_on_batches(run: RunContext, job: Job) -> SubsetResult:
     """One step per batch. ``keep_best`` scores every proposal on its batch and keeps the best candidate
-    (meaningful when every batch is the same, as in FGO); otherwise the last candidate is the result."""
-    seed = current = run.seed
-    best, best_score, seed_score, steps, stopped = seed, None, None, [], None
-    trajs = list(job.first) or None
+    (meaningful when every batch is the same, as in FGO); otherwise the last candidate is the result.
+    With a checkpoint, the job's progress is saved after every step and an interrupted job resumes there."""
+    seed = run.seed
+    p = _start(run, job)
+    first_step, stopped = len(p.steps), None
+    trajs = (list(job.first) or None) if first_step == 0 else None  # a resumed step runs its candidate again
     sid = job.job_id
     try:
-        for step, batch in enumerate(job.batches):
+        for step in range(first_step, len(job.batches)):
+            batch = job.batches[step]
+            if step > first_step and run.checkpoint is not None:
+                run.checkpoint.save_progress(sid, p.to_dict(run, job))
             if trajs is None:
-                trajs = run.evaluate(current, batch, threads=job.threads, desc=f"subset {sid} step {step}")
+                trajs = run.evaluate(p.current, batch, threads=job.threads, desc=f"subset {sid} step {step}")
             score = mean_score(trajs)
             if step == 0 and list(batch) == list(job.indices):
-                seed_score = score
-            if job.keep_best and (best_score is None or score > best_score):
-                best, best_score = current, score
+                p.seed_score = score
+            if job.keep_best and (p.best_score is None or score > p.best_score):
+                p.best, p.best_score = p.current, score
             if run.skip_perfect_score and trajs and all(t.score >= run.perfect_score for t in trajs):
                 logger.info("Subset %d step %d: every run scored perfect_score=%g, nothing to learn: skipped",
                             sid, step, run.perfect_score)
-                steps.append(StepRecord(job.epochs[step], tuple(batch), score, (), None))
+                p.steps.append(StepRecord(job.epochs[step], tuple(batch), score, (), None))
                 if not (job.keep_best and step + 1 < len(job.batches) and list(job.batches[step + 1]) == list(batch)):
                     trajs = None
                 continue
-            proposal = textual_gradient_step(run, current, trajs, job.overflow, job.threads)
+            proposal = textual_gradient_step(run, p.current, trajs, job.overflow, job.threads)
             proposed = proposal.candidate
-            changed = tuple(proposed.changed_components(current))
+            changed = tuple(proposed.changed_components(p.current))
             if changed:
-                run.ledger.link(proposed, [current], f"subset {sid} step {step}")
+                run.ledger.link(proposed, [p.current], f"subset {sid} step {step}")
             after, accepted = None, False
             if job.keep_best and changed:
                 trajs = run.evaluate(proposed, batch, threads=job.threads, desc=f"subset {sid} step {step} eval")
                 after = mean_score(trajs)
-                accepted = after > best_score or (run.acceptance == "tie" and after == best_score)
+                accepted = after > p.best_score or (run.acceptance == "tie" and after == p.best_score)
                 if accepted:
-                    best, best_score = proposed, after
+                    p.best, p.best_score = proposed, after
             same_next = step + 1 < len(job.batches) and list(job.batches[step + 1]) == list(batch)
             if not (job.keep_best and same_next):
                 trajs = None  # the next step works on another batch (or on a changed candidate): run afresh
-            steps.append(StepRecord(job.epochs[step], tuple(batch), score, changed, after, proposal.critiques,
-                                    proposal.proposed, proposal.rejected, accepted))
-            current = proposed
+            p.steps.append(StepRecord(job.epochs[step], tuple(batch), score, changed, after, proposal.critiques,
+                                      proposal.proposed, proposal.rejected, accepted))
+            p.current = proposed
     except BudgetExhausted as exc:
         stopped = exc.reason
         logger.info("Subset %d stopped: %s", sid, stopped)
-    if not job.keep_best:
-        best, best_score = current, None
-    logger.info("Subset %d: best score %s after %d steps", sid, best_score, len(steps))
+    best, best_score = (p.best, p.best_score) if job.keep_best else (p.current, None)
+    logger.info("Subset %d: best score %s after %d steps", sid, best_score, len(p.steps))
     own = set(job.indices)
     seed_scores, best_scores = ({i: x for i, x in run.ledger.scores(c).items() if i in own} for c in (seed, best))
-    return SubsetResult(sid, list(job.indices), seed, best, best_score, steps, stopped, seed_score, best_scores,
+    return SubsetResult(sid, list(job.indices), seed, best, best_score, p.steps, stopped, p.seed_score, best_scores,
                         seed_scores)

@@ -130,13 +130,14 @@ def examples_digest(examples: Sequence[dspy.Example]) -> list:
 
 
 class Checkpoint:
-    """The ``log_dir`` of one run: ``run.json`` (fingerprint), ``subsets/``, ``merges/``, ``valset/``,
+    """The ``log_dir`` of one run: ``run.json`` (fingerprint), ``subsets/`` (finished subsets, and each unfinished
+    one's progress after its last step), ``merges/``, ``valset/``,
     ``budget.json`` (what was spent), ``partition.json`` (``partition="failures"``, kept on resume)."""
 
     def __init__(self, log_dir: str | Path, run_fingerprint: str):
         self.root = Path(log_dir)
         self.fingerprint = run_fingerprint
-        self.resumed = {"subsets": 0, "merges": 0, "valset": 0}
+        self.resumed = {"subsets": 0, "steps": 0, "merges": 0, "valset": 0}
         run_file = self.root / "run.json"
         if run_file.exists():
             if self._read(run_file).get("fingerprint") != run_fingerprint:
@@ -166,16 +167,23 @@ class Checkpoint:
 
     # ----- subsets -----------------------------------------------------------------------------------
 
-    def _subset_file(self, subset_id: int) -> Path:
-        return self.root / "subsets" / f"subset_{subset_id:05d}.json"
+    def _subset_file(self, subset_id: int, kind: str = "") -> Path:
+        return self.root / "subsets" / f"subset_{subset_id:05d}{kind}.json"
 
-    def load_subset(self, subset_id: int, indices: Sequence[int]) -> SubsetResult | None:
-        path = self._subset_file(subset_id)
+    def _read_subset(self, subset_id: int, indices: Sequence[int], kind: str = "") -> dict[str, Any] | None:
+        """A subset's checkpoint (``kind`` "": finished, ".progress": after its last step), or None."""
+        path = self._subset_file(subset_id, kind)
         if not path.exists():
             return None
         data = self._read(path)
         if data.get("indices") != list(indices):
             raise ValueError(f"Checkpoint {path} covers other examples than subset {subset_id}: delete {self.root}.")
+        return data
+
+    def load_subset(self, subset_id: int, indices: Sequence[int]) -> SubsetResult | None:
+        if (data := self._read_subset(subset_id, indices)) is None:
+            return None
+        path = self._subset_file(subset_id)
         try:
             result = SubsetResult.from_dict(data)
         except (KeyError, TypeError) as exc:
@@ -186,6 +194,17 @@ class Checkpoint:
 
     def save_subset(self, result: SubsetResult) -> None:
         write_json_atomic(self._subset_file(result.subset_id), result.to_dict())
+        self._subset_file(result.subset_id, ".progress").unlink(missing_ok=True)
+
+    def load_progress(self, subset_id: int, indices: Sequence[int]) -> dict[str, Any] | None:
+        """An unfinished subset's state after its last finished step (``optimize.JobProgress``), or None."""
+        data = self._read_subset(subset_id, indices, ".progress")
+        if data is not None:
+            self.resumed["steps"] += len(data.get("steps", []))
+        return data
+
+    def save_progress(self, subset_id: int, data: dict[str, Any]) -> None:
+        write_json_atomic(self._subset_file(subset_id, ".progress"), data)
 
     # ----- merge nodes -------------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import dspy
 import pytest
-from fakes import FakeLM, exact_metric, rule_optimizer, uppercase_task, word_examples
+from fakes import RULE, FakeLM, exact_metric, rule_optimizer, uppercase_task, word_examples
 
 from dspy_fgo import FGO
 
@@ -59,13 +59,13 @@ def test_sigkill_mid_run_then_resume_gives_the_same_result_without_redoing_subse
                             env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True",
                                      "PYTHONPATH": os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")])})
     deadline = time.time() + 120
-    while len(list((log_dir / "subsets").glob("*.json"))) < 2:
+    while len(list((log_dir / "subsets").glob("subset_?????.json"))) < 2:
         assert proc.poll() is None, "the run finished before it could be killed"
         assert time.time() < deadline
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    finished = sorted((log_dir / "subsets").glob("*.json"))
+    finished = sorted((log_dir / "subsets").glob("subset_?????.json"))
     done_indices = {i for f in finished for i in json.loads(f.read_text())["indices"]}
     assert 2 <= len(finished) < 4 and not list((log_dir / "merges").glob("*.json"))
 
@@ -103,3 +103,44 @@ def test_a_changed_trainset_or_config_is_refused(tmp_path):
             make_optimizer(tmp_path).compile(dspy.Predict("question -> answer"), trainset=word_examples(9))
         with pytest.raises(ValueError, match="another trainset"):
             make_optimizer(tmp_path, seed=5).compile(dspy.Predict("question -> answer"), trainset=word_examples(8))
+
+
+def lowercase_task(request):
+    """A task LM that ignores every instruction: no step ever scores better, every step proposes again."""
+    return {"answer": request.fields.get("question", "").split(":")[-1].strip().lower()}
+
+
+class InterruptedAt:
+    """rule_optimizer that counts its rewrite calls and raises KeyboardInterrupt (Ctrl-C) at call ``at``."""
+
+    def __init__(self, at=None):
+        self.at, self.rewrites = at, 0
+
+    def __call__(self, request):
+        if "new_rules" in request.outputs:
+            self.rewrites += 1
+            if self.rewrites == self.at:
+                raise KeyboardInterrupt
+        return rule_optimizer(request)
+
+
+def one_subset_run(log_dir, optimizer):
+    with dspy.context(lm=FakeLM(lowercase_task, model="fake/task")):
+        return FGO(metric=exact_metric, optimizer_lm=FakeLM(optimizer, model="fake/opt"), num_subsets=1, epochs=3,
+                   num_threads=1, log_dir=str(log_dir)).compile(dspy.Predict("question -> answer"),
+                                                                trainset=word_examples(4)).fgo_result
+
+
+def test_an_interrupted_subset_resumes_at_its_next_step_with_its_history(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        one_subset_run(tmp_path / "run", InterruptedAt(at=2))  # during step 1: step 0 is checkpointed
+    assert not list((tmp_path / "run" / "subsets").glob("subset_00000.json"))
+    resumed_optimizer, fresh_optimizer = InterruptedAt(), InterruptedAt()
+    resumed = one_subset_run(tmp_path / "run", resumed_optimizer)
+    fresh = one_subset_run(tmp_path / "fresh", fresh_optimizer)
+    assert resumed.resumed["steps"] == 1 and fresh.resumed["steps"] == 0
+    assert (resumed_optimizer.rewrites, fresh_optimizer.rewrites) == (2, 3)  # steps 1-2 only, not step 0 again
+    (subset,), (fresh_subset,) = resumed.subsets, fresh.subsets
+    assert [s.to_dict() for s in subset.steps] == [s.to_dict() for s in fresh_subset.steps]
+    assert RULE in subset.steps[0].proposed["self"] and subset.best_candidate == fresh_subset.best_candidate
+    assert not list((tmp_path / "run" / "subsets").glob("*.progress.json"))  # a finished subset drops its progress
