@@ -176,6 +176,7 @@ def optimize_on_batches(run: RunContext, job: Job) -> SubsetResult:
             batch = job.batches[step]
             if step > first_step and run.checkpoint is not None:
                 run.checkpoint.save_progress(sid, p.to_dict(run, job))
+                run.checkpoint.save_spent(run.budget.to_dict())  # a resumed run does not spend those steps again
             if trajs is None:
                 trajs = run.evaluate(p.current, batch, threads=job.threads, desc=f"subset {sid} step {step}")
             score = mean_score(trajs)

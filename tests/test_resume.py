@@ -144,3 +144,5 @@ def test_an_interrupted_subset_resumes_at_its_next_step_with_its_history(tmp_pat
     assert [s.to_dict() for s in subset.steps] == [s.to_dict() for s in fresh_subset.steps]
     assert RULE in subset.steps[0].proposed["self"] and subset.best_candidate == fresh_subset.best_candidate
     assert not list((tmp_path / "run" / "subsets").glob("*.progress.json"))  # a finished subset drops its progress
+    # the budget goes on from what the finished step spent: the resume adds only the rerun of step 1's candidate
+    assert resumed.accounting["metric_calls"] == fresh.accounting["metric_calls"] + 4
