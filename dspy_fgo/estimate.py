@@ -523,7 +523,8 @@ def _expected(run: RunContext, jobs: Sequence[Job], sizes: _Sizes, f0: float, fi
         differ = 1 - math.prod(1 - m.changed for m in members)
         union = sum(m.size for m in members)
         merged = _merged(members, rules).growth
-        best = tested * (union - max(m.size for m in members))  # the best member's back-test on the rest
+        # the best member's back-test on the rest: when no member changed, it is the seed, whose runs are known
+        best = differ * tested * (union - max(m.size for m in members))
         metric += best + differ * tested * union  # and the merge's on all of it (on half with backtest="half")
         grown += (best * max(m.growth for m in members) + differ * tested * union * merged) * texts
         if rules and run.prune_rules:  # at most one union back-test per rule (an upper bound: races stop early)

@@ -19,14 +19,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .backtest import backtest_share, race, slices_for
+from .backtest import backtest_share, race, scores_on, slices_for
 from .budget import BudgetExhausted, cut_to_tokens
 from .candidate import Candidate
 from .compat import merge_levels
 from .divide import embed_texts, kmeans_labels, labels_to_partition
 from .executor import parallel_map
 from .prune import prune_rules
-from .rollout import mean_score
 from .rules import join_rules, split_rules, union_rules
 from .signatures import MergeComponents
 
@@ -186,13 +185,13 @@ class LMMerger:
             return {**kept, "note": raced.note(best.node_id), "proposed": candidate,
                     "proposed_score": raced.merged_score, "estimated": raced.sampled}
         rest = [i for i in indices if i not in set(best.indices)]
-        member_score = self._union_score(best, rest, len(indices))
-        runs = len(rest) + (len(best.indices) if best.score is None else 0)
+        member_score, runs = self._union_score(best, rest, len(indices))
         if candidate == best.candidate:
             return {"candidate": best.candidate, "score": member_score,
                     "note": f"merge changed nothing: member {best.node_id} ({member_score:.3f})"}
-        merged = mean_score(self.run.evaluate(candidate, indices, threads=self.threads, desc="back-test"))
-        runs += len(indices)
+        merged_scores, merged_runs = scores_on(self.run, candidate, indices, self.threads)
+        merged = sum(merged_scores.values()) / len(indices)
+        runs += merged_runs
         tested = {"proposed": candidate, "proposed_score": merged}
         if merged < member_score:
             return {**tested, "candidate": best.candidate, "score": member_score,
@@ -201,16 +200,17 @@ class LMMerger:
         return {**tested, "candidate": candidate, "score": merged,
                 "note": f"merged: {merged:.3f} >= best member's {member_score:.3f} on the union ({runs} back-test runs)"}
 
-    def _union_score(self, member: MergeNode, rest: list[int], total: int) -> float:
-        """``member``'s score on the union: its own score on its examples, a back-test on the others'."""
-        own = member.score
+    def _union_score(self, member: MergeNode, rest: list[int], total: int) -> tuple[float, int]:
+        """``member``'s score on the union (its own score on its examples, a back-test on the others') and
+        the runs that took; a candidate's runs already in the ledger (the seed's, say) are not made again."""
+        own, runs = member.score, 0
         if own is None:
-            own_trajs = self.run.evaluate(member.candidate, member.indices, threads=self.threads, desc="back-test")
-            own = mean_score(own_trajs)
+            own_scores, runs = scores_on(self.run, member.candidate, member.indices, self.threads)
+            own = sum(own_scores.values()) / len(member.indices)
         if not rest:
-            return own
-        others = mean_score(self.run.evaluate(member.candidate, rest, threads=self.threads, desc="back-test"))
-        return (own * len(member.indices) + others * len(rest)) / total
+            return own, runs
+        others, more = scores_on(self.run, member.candidate, rest, self.threads)
+        return (own * len(member.indices) + sum(others.values())) / total, runs + more
 
     def merge_candidates(self, base: Candidate, nodes: Sequence[MergeNode]) -> Candidate:
         """One merged text per component whose versions differ (components merge in parallel); with

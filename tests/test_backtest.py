@@ -220,3 +220,19 @@ def test_half_without_a_valset_runs_the_root_only_on_the_trainset_half_it_has_no
     assert half.train_scores == {"seed": 0.0, "optimized": 1.0}
     assert half.accounting["stages"]["select"]["metric_calls"] == 12  # 24 - the 12 its back-test ran
     assert metric_calls(24, 0, 1, 1, 0.5) == 48 + 24 + 12 and metric_calls(24, 0, 1, 1) == 48 + 48
+
+
+def test_a_full_back_test_takes_a_members_runs_from_the_ledger_instead_of_running_them_again():
+    # every proposal is worse and not kept: both subsets' best is the seed, which already ran on the whole union
+    task = FakeLM(uppercase_task, model="fake/task")
+    opt = FakeLM(lambda request: {"new_text": "Answer in lowercase."} if "new_text" in request.outputs else
+                 rule_optimizer(request), model="fake/opt")
+    fgo = FGO(**PAPER_SETTINGS, metric=exact_metric, optimizer_lm=opt, partition="category", num_subsets=2,
+              epochs=1, num_threads=1, backtest="full")
+    with dspy.context(lm=task):
+        result = fgo.compile(dspy.Predict("question -> answer"), trainset=word_examples(N, categories=2),
+                             valset=word_examples(4)).fgo_result
+    assert [s.best_candidate for s in result.subsets] == [result.seed_candidate] * 2
+    assert result.merge_root.note == "merge changed nothing: member 0 (0.000)"
+    assert "merge" not in result.accounting["stages"]  # before: 12 metric calls, the seed's runs over again
+    assert result.total_metric_calls == task.calls == 2 * N  # the seed and the rejected rewrite, once each
