@@ -434,10 +434,12 @@ def test_ctrl_c_stops_compile_within_seconds(tmp_path):
     start = time.time()
     proc.send_signal(signal.SIGINT)
     try:
-        out, _ = proc.communicate(timeout=20)
+        line = proc.stdout.readline().strip()  # compile() has returned: the run stopped
+        stopped = time.time() - start
+        proc.communicate(timeout=30)  # then the interpreter's own teardown (about 2 s of garbage collection)
     finally:
         proc.kill()
-    assert time.time() - start < 10 and proc.returncode == 130 and out.strip() == "interrupted"
+    assert line == "interrupted" and stopped < 5 and proc.returncode == 130
 
 
 # ----- secrets -------------------------------------------------------------------------------------
