@@ -87,6 +87,7 @@ FGO_SWITCHES: dict[str, dict[str, Any]] = {
     "pick1": {"valset_candidates": 1}, "pick4": {"valset_candidates": 4},
     "byfailure": {"partition": "failures"}, "byrandom": {"partition": "random"},  # FGO only (the baselines do not divide)
     "instructions": {"components": "instructions"}, "alltexts": {"components": "all"},  # tool texts off / on
+    "rounds": {"rounds": True}, "onepass": {"rounds": False},  # FGO only: a large budget in rounds, or one pass
 }
 
 
@@ -106,7 +107,8 @@ def fgo_variant(name: str) -> Callable[[MethodContext], dspy.Module] | None:
     unknown = [s for s in switches if s not in FGO_SWITCHES]
     if unknown:
         raise ValueError(f"unknown FGO switches {unknown} in {name!r}; known: {sorted(FGO_SWITCHES)}")
-    options = {**VARIANT_BASE, **{k: v for s in switches for k, v in FGO_SWITCHES[s].items()}}
+    base = {**VARIANT_BASE, "rounds": False} if head == "fgo" else VARIANT_BASE  # rounds came on 2026-12-04
+    options = {**base, **{k: v for s in switches for k, v in FGO_SWITCHES[s].items()}}
     VARIANT_OPTIMIZERS[head](**options)  # its checks, now rather than after the methods listed before it
     return lambda ctx: VARIANT_HEADS[head](ctx, **options)
 

@@ -176,6 +176,9 @@ def comparison(accounting: dict[str, Any]) -> list[str]:
     est = accounting.get("estimate")
     if not est:
         return []
+    rounds = accounting.get("rounds")
+    if rounds:  # the estimate plans the first round: compare it with what that round spent
+        accounting = rounds[0]
 
     def cell(estimated: float, actual: float) -> str:
         ratio = f"x{actual / estimated:.2f}" if estimated else ("-" if not actual else "new")
@@ -189,7 +192,7 @@ def comparison(accounting: dict[str, Any]) -> list[str]:
         if e.get("calls") or a.get("calls"):
             rows.append((role, *(cell(e.get(k, 0), a.get(k, 0)) for k in keys)))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    lines = ["  estimate -> actual:"]
+    lines = ["  estimate -> actual" + (f" (round 1 of {len(rounds)}):" if rounds else ":")]
     lines += ["    " + "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     lines.append(f"    metric calls {cell(est.get('metric_calls', 0), accounting.get('metric_calls', 0))}")
     return lines

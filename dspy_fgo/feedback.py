@@ -75,18 +75,21 @@ class Proposal:
 
 
 def textual_gradient_step(run: RunContext, candidate: Candidate, trajectories: Sequence[Trajectory],
-                          overflow: OverflowPolicy, threads: int = 1) -> Proposal:
+                          overflow: OverflowPolicy, threads: int = 1, unused: dict[str, str] | None = None) -> Proposal:
     """Critique the trajectories (``feedback="critique"``; ``"raw"`` shows the proposer the runs and the
     metric's feedback as they are, as GEPA's reflection does), then rewrite every component or add rules
-    to it (``update``), in parallel; a failed or rejected proposal keeps the old text."""
+    to it (``update``), in parallel; a failed or rejected proposal keeps the old text. ``unused``: per
+    component, the previous step's proposal on these same runs that changed nothing (shown to the proposer,
+    with a request for something different, so that it is not asked the same question twice)."""
     if run.feedback == "raw":
         critiques: list[str | None] = [None] * len(trajectories)
     else:
         critiques = list(critique_trajectories(run, candidate, trajectories, threads))
     feedback = render_feedback(run, candidate, trajectories, critiques)
     names = list(candidate)
-    texts = parallel_map(lambda name: propose_component(run, candidate, name, feedback, overflow, threads), names,
-                         threads, desc="propose")
+    unused = unused or {}
+    texts = parallel_map(lambda name: propose_component(run, candidate, name, feedback, overflow, threads,
+                                                        unused.get(name)), names, threads, desc="propose")
     proposed, rejected, updates = {}, {}, {}
     for name, text in zip(names, texts, strict=True):
         if not text or text == candidate[name].strip():
@@ -189,20 +192,35 @@ def accept_text(run: RunContext, role: str, name: str, text: str | None) -> str 
 
 
 def propose_component(run: RunContext, candidate: Candidate, name: str, feedback: Sequence[str],
-                      overflow: OverflowPolicy, threads: int = 1) -> str | None:
-    """The optimizer LM's new text for one component, from feedback that is made to fit its window."""
-    current = cut_to_tokens(candidate[name], run.max_component_tokens, run.lms["optimizer"].model)
+                      overflow: OverflowPolicy, threads: int = 1, unused: str | None = None) -> str | None:
+    """The optimizer LM's new text for one component, from feedback that is made to fit its window
+    (``unused``: the previous proposal on the same runs, which changed nothing)."""
+    model = run.lms["optimizer"].model
+    current = cut_to_tokens(candidate[name], run.max_component_tokens, model)
     others = components_within(run, candidate, "optimizer", share=0.3, skip=name)
-    budget = run.input_budget("optimizer", current, others)
+    note = unused_note(unused, model) if unused else ""
+    budget = run.input_budget("optimizer", current, others, note)
     if budget < MIN_FEEDBACK_TOKENS:
         run.errors.record("optimizer", f"no room for feedback on component {name!r} ({budget} tokens left): "
                                        "skipped", kind="window")
         return None
-    text = fit_feedback(run, name, current, feedback, budget, overflow, threads)
+    text = fit_feedback(run, name, current, feedback, budget, overflow, threads) + note
     signature, field_name = (ProposeRules, "new_rules") if run.update == "rules" else (ProposeComponent, "new_text")
     out = run.call(signature, "optimizer", component_name=name, current_text=current, other_components=others,
                    feedback=text)
     return accept_text(run, "optimizer", name, out.get(field_name) if out is not None else None)
+
+
+UNUSED_NOTE_TOKENS = 200
+
+
+def unused_note(unused: str, model: str | None) -> str:
+    """The note that shows the proposer its previous, unused proposal on the same runs."""
+    return ("\n\nYour previous proposal for these same runs changed nothing (its rules were already in the text, "
+            "or failed the checks), and the failed runs above still fail with the current text:\n"
+            f"{cut_to_tokens(unused, UNUSED_NOTE_TOKENS, model)}\n"
+            "Do not propose it again. Look at the failed runs once more: what in the input marks the expected "
+            "value (its exact label, position or format) that the current rules do not say?")
 
 
 def fit_feedback(run: RunContext, name: str, current: str, feedback: Sequence[str], budget: int,

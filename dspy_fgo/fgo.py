@@ -39,6 +39,7 @@ from .merge import MergeNode, ProgressiveMerger
 from .optimize import SubsetResult, optimize_job
 from .persist import Checkpoint, collect_secrets, describe_callable, describe_lm, examples_digest, fingerprint
 from .rollout import check_metric
+from .rounds import compile_in_rounds, round_epochs
 from .select import select_and_record
 from .tracking import RunTracker
 
@@ -62,6 +63,7 @@ class TextGradOptimizer(Teleprompter):
     instructions and tool descriptions. A method supplies :meth:`schedule` and :meth:`merger`."""
 
     method = "textgrad"
+    rounds = False  # FGO's option: spend a budget beyond ROUND_EPOCHS steps per subset in rounds
 
     def __init__(
         self,
@@ -206,8 +208,17 @@ class TextGradOptimizer(Teleprompter):
             raise ValueError(f"{type(self).__name__} uses no teacher program (it rewrites instructions and tool "
                              "descriptions, not demos): drop teacher=, or bootstrap demos with "
                              "dspy.BootstrapFewShot(teacher=...) before or after.")
+        epochs = round_epochs(self, *_sizes(trainset, valset))
+        if epochs is not None:  # a budget beyond what steps on the same subsets use: rounds (rounds.py)
+            return compile_in_rounds(self, type(self)._compile_once, student, trainset, valset, epochs,
+                                     metric=metric, input_keys=input_keys)
+        return self._compile_once(student, trainset, valset, metric=metric, input_keys=input_keys)
+
+    def _compile_once(self, student: dspy.Module, trainset: Any, valset: Any, *, metric: Callable | None,
+                      input_keys: Sequence[str] | None, spent: dict[str, Any] | None = None) -> dspy.Module:
+        """One pass of the pipeline (``spent``: what earlier rounds spent, counted against the same budget)."""
         started = time.perf_counter()
-        run = self.build_context(student, trainset, metric, valset, input_keys)  # validate
+        run = self.build_context(student, trainset, metric, valset, input_keys, spent)  # validate
         threads = self.num_threads
         schedule = self.schedule(run.epochs)
         tracker = RunTracker.start(self, run)
@@ -261,7 +272,7 @@ class TextGradOptimizer(Teleprompter):
 
     # ----- validate ----------------------------------------------------------------------------------
 
-    def build_context(self, student, trainset, metric, valset, input_keys) -> RunContext:
+    def build_context(self, student, trainset, metric, valset, input_keys, spent=None) -> RunContext:
         reset_interrupt()
         metric = metric or self.metric
         if metric is None:
@@ -283,6 +294,8 @@ class TextGradOptimizer(Teleprompter):
         budget = Budget(**budgets)
         budget.trainset_sample = sample
         budget.check_prices(lms)
+        if spent is not None:
+            budget.restore(spent)
         checkpoint = None
         if self.log_dir:
             checkpoint = Checkpoint(self.log_dir, fingerprint(
@@ -397,10 +410,22 @@ class TextGradOptimizer(Teleprompter):
         """What decides the run's results (not threads, budgets, timeouts, retries or where it logs)."""
         ignore = {"log_dir", "num_threads", "budgets", "timeout", "max_retries", "executor", "auto", "max_full_evals",
                   "track_stats", "track_best_outputs", "use_mlflow", "estimate",
-                  "valset_candidates"}  # the valset scores are stored per candidate
+                  "valset_candidates",  # the valset scores are stored per candidate
+                  "rounds"}  # a round's own epochs (and log_dir) tell it apart from a one-pass run
         if self.backtest == "full":  # the default leaves the fingerprints of older log_dirs as they were
             ignore.add("backtest")
         return {k: v for k, v in self.config().items() if k not in ignore}
+
+
+def _sizes(trainset: Any, valset: Any) -> tuple[int, int]:
+    """(N, V) of what compile() was given, 0 where it has no length (its own checks say what is wrong)."""
+    def size(data: Any) -> int:
+        try:
+            return len(data)
+        except TypeError:
+            return 0
+
+    return size(trainset), size(valset) if valset is not None else 0
 
 
 def _leaf(run: RunContext, subset: SubsetResult) -> MergeNode:
@@ -423,7 +448,9 @@ class FGO(TextGradOptimizer):
     step), each merge back-tested on the union of its members' examples and passed up only when it is
     not worse there than its best member (``backtest="race"`` stops that back-test early on a merge that
     is clearly worse, ``"half"`` decides it on half of the union). The result is never worse than the program that came in, on
-    the valset (or without one, on the trainset).
+    the valset (or without one, on the trainset). A metric-call budget that affords more than three steps per
+    subset is spent in rounds, each one dividing, optimizing and merging again from the last round's program
+    (``rounds=False``: one pass with every step the budget affords; ``rounds.py``).
 
     Example::
 
@@ -436,7 +463,8 @@ class FGO(TextGradOptimizer):
 
     def __init__(self, metric: Callable | None = None, *, num_subsets: int | None = None,
                  subset_size: int | None = None, partition: str | Callable = "random", merge_threshold: int = 4,
-                 merge_clustering: str = "kmeans", embedder: Callable | None = None, **params: Any):
+                 merge_clustering: str = "kmeans", embedder: Callable | None = None, rounds: bool = True,
+                 **params: Any):
         super().__init__(metric, **params)  # the shell's explicit parameters (a typo is a TypeError)
         if merge_clustering not in ("kmeans", "none"):
             raise ValueError(f"merge_clustering must be 'kmeans' or 'none', got {merge_clustering!r}")
@@ -444,6 +472,7 @@ class FGO(TextGradOptimizer):
             raise ValueError(f"merge_threshold must be >= 2, got {merge_threshold}")
         self.num_subsets, self.subset_size, self.partition = num_subsets, subset_size, partition
         self.merge_threshold, self.merge_clustering, self.embedder = merge_threshold, merge_clustering, embedder
+        self.rounds = rounds
 
     def schedule(self, epochs: int | None = None) -> DivideSchedule:
         return DivideSchedule(self.partition, self.num_subsets, self.subset_size, self.embedder)

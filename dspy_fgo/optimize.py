@@ -171,6 +171,7 @@ def optimize_on_batches(run: RunContext, job: Job) -> SubsetResult:
     first_step, stopped = len(p.steps), None
     trajs = (list(job.first) or None) if first_step == 0 else None  # a resumed step runs its candidate again
     sid = job.job_id
+    unused: dict[str, str] = {}  # the last step's proposals that changed nothing, per component
     try:
         for step in range(first_step, len(job.batches)):
             batch = job.batches[step]
@@ -191,7 +192,7 @@ def optimize_on_batches(run: RunContext, job: Job) -> SubsetResult:
                 if not (job.keep_best and step + 1 < len(job.batches) and list(job.batches[step + 1]) == list(batch)):
                     trajs = None
                 continue
-            proposal = textual_gradient_step(run, p.current, trajs, job.overflow, job.threads)
+            proposal = textual_gradient_step(run, p.current, trajs, job.overflow, job.threads, unused)
             proposed = proposal.candidate
             changed = tuple(proposed.changed_components(p.current))
             if changed:
@@ -206,6 +207,9 @@ def optimize_on_batches(run: RunContext, job: Job) -> SubsetResult:
             same_next = step + 1 < len(job.batches) and list(job.batches[step + 1]) == list(batch)
             if not (job.keep_best and same_next):
                 trajs = None  # the next step works on another batch (or on a changed candidate): run afresh
+            # the next step sees the same runs of the same text: show it what it proposed in vain
+            unused = {n: t for n, t in proposal.proposed.items() if n not in changed} if same_next and not changed \
+                else {}
             p.steps.append(StepRecord(job.epochs[step], tuple(batch), score, changed, after, proposal.critiques,
                                       proposal.proposed, proposal.rejected, accepted))
             p.current = proposed

@@ -11,7 +11,8 @@ from .candidate import Candidate
 from .merge import MergeNode
 from .optimize import SubsetResult
 
-FORMAT_VERSION = 3  # 2: candidates, lineage, best outputs; 3: steps keep critiques and proposals, merges their text
+FORMAT_VERSION = 4  # 2: candidates, lineage, best outputs; 3: steps keep critiques and proposals, merges their
+# text; 4: the earlier rounds of a run spent in rounds (``rounds.py``)
 
 
 @dataclass
@@ -37,6 +38,7 @@ class FGOResult:
     candidates: list[dict[str, Any]] = field(default_factory=list)
     best_outputs: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)  # track_best_outputs
     winner: int | None = None  # the id (in ``candidates``) of the returned program's candidate
+    rounds: list[FGOResult] = field(default_factory=list)  # the other rounds' records, in order (``rounds.py``)
     format_version: int = FORMAT_VERSION
 
     # ----- GEPA's DspyGEPAResult names -------------------------------------------------------------------
@@ -83,6 +85,7 @@ class FGOResult:
             "candidates": self.candidates,
             "best_outputs": {split: {str(i): v for i, v in d.items()} for split, d in self.best_outputs.items()},
             "winner": self.winner,
+            "rounds": [r.to_dict() for r in self.rounds],
             "format_version": self.format_version,
         }
 
@@ -113,7 +116,8 @@ class FGOResult:
             train_scores=data.get("train_scores", {}), error_counts=data.get("error_counts", {}),
             candidates=candidates,
             best_outputs={split: int_keys(d) for split, d in data.get("best_outputs", {}).items()},
-            winner=data.get("winner"), format_version=FORMAT_VERSION,
+            winner=data.get("winner"), rounds=[cls.from_dict(r) for r in data.get("rounds", [])],
+            format_version=FORMAT_VERSION,
         )
 
     @classmethod
@@ -138,6 +142,8 @@ class FGOResult:
             f"  optimizer-side: {side.get('calls', 0)} calls, {side.get('prompt_tokens', 0)} prompt tokens, "
             f"{side.get('completion_tokens', 0)} completion tokens",
         ]
+        if self.rounds:
+            lines.append(f"  rounds: {len(self.rounds) + 1} (below: the round that made the program; .rounds: the others)")
         if self.val_scores:
             lines.append("  valset: " + ", ".join(f"{k} {v:.3f}" for k, v in self.val_scores.items()))
         if self.accounting:

@@ -111,7 +111,12 @@ def test_variants_set_fgo_options_on_fgo_and_on_its_schedule_baselines(monkeypat
     methods.fgo_variant("fgo+rewrite+pick4")(None)
     base = methods.VARIANT_BASE  # a variant's name keeps its meaning when FGO's defaults change
     assert seen == {"all-at-once": {**base, "update": "rules", "acceptance": "tie"},
-                    "fgo": {**base, "update": "rewrite", "valset_candidates": 4}}
+                    "fgo": {**base, "rounds": False, "update": "rewrite", "valset_candidates": 4}}
+    seen.clear()
+    methods.fgo_variant("fgo+rules+rounds")(None)
+    assert seen["fgo"] == {**base, "rounds": True, "update": "rules"}
+    with pytest.raises(TypeError, match="rounds"):  # the baselines do not divide, so they have no rounds
+        methods.fgo_variant("batch-wise+rounds")
     assert base["update"] == "rewrite" and base["feedback"] == "critique" and base["check_format"] is True
     assert methods.fgo_variant("gepa+rules") is None and methods.fgo_variant("fgo") is None
     with pytest.raises(ValueError, match="unknown FGO switches"):
