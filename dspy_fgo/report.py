@@ -79,7 +79,12 @@ def merge_lines(node: MergeNode, chars: int) -> list[str]:
 
 
 def diagnosis_report(result: FGOResult, chars: int = 300) -> str:
-    """The run as readable text (long texts cut to about ``chars`` characters)."""
+    """The run as readable text (long texts cut to about ``chars`` characters); a run in rounds, round by round."""
+    if result.rounds:
+        parts = [f"{result.method}: chose {result.final_choice} ({result.reason})"]
+        parts += [f"\n===== round {i} of {len(result.rounds)} =====\n" + diagnosis_report(r, chars)
+                  for i, r in enumerate(result.rounds, 1)]
+        return "\n".join(parts)
     lines = [f"{result.method}: chose {result.final_choice} ({result.reason})"]
     for name, text in result.seed_candidate.items():
         lines += _block(text, f"seed [{name}]: ", chars)

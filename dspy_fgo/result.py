@@ -38,7 +38,7 @@ class FGOResult:
     candidates: list[dict[str, Any]] = field(default_factory=list)
     best_outputs: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)  # track_best_outputs
     winner: int | None = None  # the id (in ``candidates``) of the returned program's candidate
-    rounds: list[FGOResult] = field(default_factory=list)  # the other rounds' records, in order (``rounds.py``)
+    rounds: list[FGOResult] = field(default_factory=list)  # a run in rounds: each round's record (``rounds.py``)
     format_version: int = FORMAT_VERSION
 
     # ----- GEPA's DspyGEPAResult names -------------------------------------------------------------------
@@ -143,7 +143,7 @@ class FGOResult:
             f"{side.get('completion_tokens', 0)} completion tokens",
         ]
         if self.rounds:
-            lines.append(f"  rounds: {len(self.rounds) + 1} (below: the round that made the program; .rounds: the others)")
+            lines.append(f"  rounds: {len(self.rounds)} (the record is the round that made the program; .rounds: each)")
         if self.val_scores:
             lines.append("  valset: " + ", ".join(f"{k} {v:.3f}" for k, v in self.val_scores.items()))
         if self.accounting:

@@ -104,7 +104,7 @@ def compile_in_rounds(optimizer: TextGradOptimizer, compile_once: Callable[..., 
 def combine(results: list[FGOResult], seconds: float) -> FGOResult:
     """The record of the round that produced the returned program (the last that did not keep its seed) for
     the whole run: its seed is the program passed in, its reason covers every round, its accounting is the
-    whole run's (with what each round spent); the other rounds' records are in ``rounds``, in order."""
+    whole run's (with what each round spent); every round's own record is in ``rounds``, in order."""
     if len(results) == 1:
         return results[0]
     made = max((i for i, r in enumerate(results) if r.final_choice == "optimized"), default=0)
@@ -113,8 +113,7 @@ def combine(results: list[FGOResult], seconds: float) -> FGOResult:
     reason = "; ".join(f"round {i}: {r.reason}" for i, r in enumerate(results, 1))
     accounting = dict(results[-1].accounting, rounds=[_round_spend(r) for r in results])
     return dataclasses.replace(top, seed_candidate=first.seed_candidate, final_choice=choice, reason=reason,
-                               accounting=accounting, seconds=seconds,
-                               rounds=[r for i, r in enumerate(results) if i != made])
+                               accounting=accounting, seconds=seconds, rounds=list(results))
 
 
 def _round_spend(result: FGOResult) -> dict[str, Any]:

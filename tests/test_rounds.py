@@ -28,13 +28,16 @@ def test_a_large_budget_runs_rounds_each_from_the_last_program(lms, tmp_path):
     out = compile_fgo(opt, tmp_path, max_metric_calls=400)
     r = out.fgo_result
     # round 1 finds the rule; round 2 starts from its program, finds every run perfect and keeps it
-    assert len(r.rounds) == 1 and r.rounds[0].seed_candidate == r.final_candidate != r.seed_candidate
+    assert len(r.rounds) == 2 and r.rounds[1].seed_candidate == r.rounds[0].final_candidate == r.final_candidate
+    assert r.final_candidate != r.seed_candidate == r.rounds[0].seed_candidate
     assert r.final_choice == "optimized" and r.val_scores["optimized"] == 1.0 and "round 2:" in r.reason
     assert all(len(s.steps) == ROUND_EPOCHS for s in r.subsets)
     spent = [x["metric_calls"] for x in r.accounting["rounds"]]
     assert spent[0] < spent[1] == r.total_metric_calls <= 400
     assert (tmp_path / "log" / "round-2").is_dir()
     assert "rounds: 2" in r.summary() and "round 1 of 2" in r.summary()
+    report = r.report()
+    assert report.count("===== round") == 2 and report.index("round 1 of 2") < report.index("round 2 of 2")
 
 
 def test_explicit_epochs_or_a_small_budget_run_one_round(lms):
@@ -58,7 +61,7 @@ def test_rounds_survive_saving_and_a_rerun_resumes_every_round(lms, tmp_path):
     assert loaded.seed_candidate == first.seed_candidate and loaded.accounting["rounds"] == first.accounting["rounds"]
     calls = task.calls
     again = compile_fgo(opt, tmp_path, max_metric_calls=400).fgo_result
-    assert again.final_candidate == first.final_candidate and len(again.rounds) == 1
+    assert again.final_candidate == first.final_candidate and len(again.rounds) == 2
     assert task.calls - calls <= 12  # a rerun reads every round back from log_dir (the seed's runs on the
     # trainset for the last round's "nothing changed" check at most)
 
