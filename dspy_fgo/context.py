@@ -160,6 +160,7 @@ class RunContext:
     valset_candidates: int = 1  # merge-tree nodes the final valset check scores (the root first)
     backtest: str = "full"  # a merge's back-test: the whole union ("full"), raced on growing slices ("race"),
     # or raced and decided on half of the union ("half")
+    in_rounds: bool = False  # a round of a run spent in rounds: pruning spends one union back-test per merge
     seed_runs: SeedRuns = field(default_factory=SeedRuns)  # the estimate's pilot runs, reused once
 
     @classmethod

@@ -324,7 +324,7 @@ class TextGradOptimizer(Teleprompter):
                          feedback=self.feedback, update=self.update, acceptance=self.acceptance,
                          check_format=self.check_format, check_grounding=self.check_grounding, evidence=self.evidence,
                          backtest=self.backtest, prune_rules=self.prune_rules,
-                         valset_candidates=self.valset_candidates)
+                         valset_candidates=self.valset_candidates, in_rounds=getattr(self, "_in_rounds", False))
         self._check_windows(run)
         return run
 

@@ -165,8 +165,9 @@ class LMMerger:
             return tested
         above = self.levels - (1 + max(n.depth() for n in nodes))
         keep = math.ceil(2 * self.examples * max(0, above) * backtest_share(self.run.backtest))
+        cap = math.ceil(len(indices) * backtest_share(self.run.backtest)) if self.run.in_rounds else None
         pruned = prune_rules(self.run, tested["candidate"], indices, tested["score"], self.threads, keep=keep,
-                             strata=[n.indices for n in nodes])
+                             strata=[n.indices for n in nodes], max_runs=cap)
         if pruned.candidate != tested["candidate"]:
             self.run.ledger.link(pruned.candidate, [tested["candidate"]], f"rule ablation of the merge: {pruned.note()}")
         return {**tested, "candidate": pruned.candidate, "score": pruned.score,

@@ -8,7 +8,8 @@ current one on the merge's union (``backtest.race``: paired on growing slices, t
 scores come from the ledger, so only the ablated one runs) and replaces it when it reaches the whole
 union at an equal or higher score (with ``backtest="half"``: the half of it the merge was decided on). A
 removal that is clearly worse on a slice stops its race early: the rule helps and stays. Costs at most one
-back-test of the union (or of its half) per rule. Pruning is the optional part of
+back-test of the union (or of its half) per rule; in a run spent in rounds (``rounds.py``), at most one such
+back-test per merge, as the budget's plan has it, so that the rest goes to the next round. Pruning is the optional part of
 a merge: it stops, and the current candidate stands, when the next ablation would leave less than
 ``keep`` runs of the budget (the planned back-tests of the merges above this one; the valset check is
 reserved by the budget itself), or when the budget runs out.
@@ -54,9 +55,9 @@ def without_rule(candidate: Candidate, name: str, rule: str) -> Candidate:
 
 
 def prune_rules(run: RunContext, candidate: Candidate, indices: list[int], score: float, threads: int = 1,
-                keep: int = 0, strata: list[list[int]] | None = None) -> Pruned:
+                keep: int = 0, strata: list[list[int]] | None = None, max_runs: int | None = None) -> Pruned:
     """``candidate`` (back-tested on ``indices`` at ``score``; ``strata``: the merge's members' examples)
-    without the rules that do not help there (module docstring)."""
+    without the rules that do not help there (module docstring); ``max_runs``: the most task runs to spend."""
     from .merge import MergeNode  # merge.py imports this module
 
     current, runs = candidate, 0  # its runs come from the merge's back-test, in the ledger
@@ -69,6 +70,8 @@ def prune_rules(run: RunContext, candidate: Candidate, indices: list[int], score
                 logger.info("Pruning stopped: %d runs are kept for the merges above", keep)
                 return Pruned(current, score, tuple(dropped), tried, runs,
                               f"stopped: {keep} runs kept for the merges above")
+            if max_runs is not None and runs + ablation > max_runs:
+                return Pruned(current, score, tuple(dropped), tried, runs, f"stopped at its {max_runs} runs")
             ablated = without_rule(current, name, rule)
             tried += 1
             try:

@@ -336,6 +336,21 @@ def test_pruning_after_a_half_back_test_ablates_on_the_half_the_merge_was_decide
     assert root.estimated is (backtest == "half")
 
 
+@pytest.mark.parametrize("rounds", [True, False])
+def test_pruning_in_a_round_spends_one_union_back_test_so_that_the_rest_goes_to_the_next_round(task_lm, rounds):
+    result = fgo(FakeLM(three_rule_optimizer), update="rules", acceptance="tie", partition="category",
+                 num_subsets=None, merge_clustering="none", prune_rules=True, epochs=None, max_metric_calls=400,
+                 rounds=rounds).compile(program(), trainset=word_examples(12, categories=2),
+                                        valset=word_examples(2)).fgo_result
+    first = result.rounds[0] if rounds else result
+    assert bool(result.rounds) is rounds
+    # the first ablation runs on the 12 examples of the union; in a round a second would pass its 12 runs
+    if rounds:
+        assert "pruned 1 of 1 rules tried (12 runs), union 1.000; stopped at its 12 runs" in first.merge_root.note
+    else:
+        assert "pruned 2 of 3 rules tried (12 runs)" in first.merge_root.note
+
+
 def four_rule_optimizer(request):
     """c0 and c2 learn an uppercase rule each (in other words), every subset a rule of its own that changes nothing."""
     import re
