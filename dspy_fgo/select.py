@@ -77,7 +77,7 @@ def valset_nodes(root: MergeNode, seed: Candidate, k: int) -> list[MergeNode]:
 def _valset_choice(run: RunContext, root: MergeNode, threads: int):
     try:
         seed = _score_on(run, run.seed, run.valset, True, threads)
-        opt = _score_on(run, root.candidate, run.valset, True, threads)
+        opt = seed if root.candidate == run.seed else _score_on(run, root.candidate, run.valset, True, threads)
     except BudgetExhausted as exc:
         return "seed", "seed", f"the valset check did not fit the budget ({exc.reason}): kept the seed", {}, {}
     scores, best, best_score = {"seed": seed, "optimized": opt}, root, opt
@@ -103,7 +103,8 @@ def _valset_choice(run: RunContext, root: MergeNode, threads: int):
 
 def choose(run: RunContext, subsets: Sequence[SubsetResult], root: MergeNode | None, threads: int):
     """(choice, node id, reason, valset scores, trainset scores)."""
-    if root is None or root.candidate == run.seed:
+    others = run.valset is not None and len(valset_nodes(root, run.seed, run.valset_candidates)) > 1 if root else False
+    if root is None or (root.candidate == run.seed and not others):
         return "seed", "seed", "optimization changed nothing", {}, {}
     if run.valset is not None:
         return _valset_choice(run, root, threads)

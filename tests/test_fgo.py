@@ -264,3 +264,24 @@ def test_result_plot_and_summary(lms, tmp_path):
     result.plot(tmp_path / "run.png")
     assert (tmp_path / "run.png").stat().st_size > 1000
     assert "fgo: chose optimized" in result.summary() and "subsets: 3" in result.summary()
+
+
+def test_a_subset_rule_the_merges_dropped_still_gets_its_valset_check():
+    """The root merge can be the seed (a subset's rule hurt the union) while a subset's program is the one the
+    valset wants: with valset_candidates > 1 it is still scored there, not "optimization changed nothing"."""
+    def example(i: int, cat: str, upper: bool) -> dspy.Example:
+        word = f"word{i}"
+        return dspy.Example(question=f"word: {word}", answer=word.upper() if upper else word,
+                            category=cat).with_inputs("question")
+
+    # c0 (examples 0, 3, 6) wants capitals twice in three, c1 and c2 never: c0 learns the rule (1/3 -> 2/3), the
+    # other subsets are perfect with the seed, and on the union the seed (7/9) beats the rule (2/9)
+    train = [example(i, f"c{i % 3}", upper=i in (0, 3)) for i in range(9)]
+    val = [example(100 + i, "c0", upper=True) for i in range(3)]
+    with dspy.context(lm=FakeLM(uppercase_task)):
+        r = FGO(metric=exact_metric, optimizer_lm=FakeLM(rule_optimizer), partition="category", epochs=1,
+                merge_clustering="none", num_threads=1).compile(dspy.Predict("question -> answer"), trainset=train,
+                                                                valset=val).fgo_result
+    assert r.merge_root.candidate == r.seed_candidate
+    assert r.final_choice == "optimized" and RULE in r.final_candidate["self"]
+    assert r.val_scores["seed"] == 0.0 and max(r.val_scores.values()) == 1.0

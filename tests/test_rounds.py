@@ -17,6 +17,7 @@ def lms():
 
 
 def compile_fgo(opt, tmp_path=None, **kwargs):
+    kwargs = {"rounds": True, **kwargs}
     optimizer = FGO(metric=exact_metric, optimizer_lm=opt, num_threads=2,
                     log_dir=str(tmp_path / "log") if tmp_path else None, **kwargs)
     return optimizer.compile(dspy.Predict("question -> answer"), trainset=word_examples(12),
@@ -44,11 +45,11 @@ def test_explicit_epochs_or_a_small_budget_run_one_round(lms):
     task, opt = lms
     r = compile_fgo(opt, max_metric_calls=400, epochs=5).fgo_result
     assert r.rounds == [] and all(len(s.steps) == 5 for s in r.subsets)
-    assert round_epochs(FGO(metric=exact_metric, max_metric_calls=400), 12, 6) == ROUND_EPOCHS
-    assert round_epochs(FGO(metric=exact_metric, max_metric_calls=90), 12, 6) is None  # 3 steps or fewer fit
-    assert round_epochs(FGO(metric=exact_metric, auto="heavy"), 12, 6) is None
-    assert round_epochs(FGO(metric=exact_metric), 12, 6) is None  # no budget: the epochs as planned
-    assert round_epochs(FGO(metric=exact_metric, max_metric_calls=400, rounds=False), 12, 6) is None
+    assert round_epochs(FGO(metric=exact_metric, max_metric_calls=400, rounds=True), 12, 6) == ROUND_EPOCHS
+    assert round_epochs(FGO(metric=exact_metric, max_metric_calls=90, rounds=True), 12, 6) is None  # <= 3 steps fit
+    assert round_epochs(FGO(metric=exact_metric, auto="heavy", rounds=True), 12, 6) is None
+    assert round_epochs(FGO(metric=exact_metric, rounds=True), 12, 6) is None  # no budget: the epochs as planned
+    assert round_epochs(FGO(metric=exact_metric, max_metric_calls=400), 12, 6) is None  # off by default
     assert round_epochs(AllAtOnce(metric=exact_metric, max_metric_calls=400), 12, 6) is None  # no merge, no rounds
 
 
