@@ -11,9 +11,11 @@ from __future__ import annotations
 import contextvars
 import logging
 import os
+import signal
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from tqdm.auto import tqdm
@@ -50,6 +52,28 @@ def check_interrupt() -> None:
 
 def reset_interrupt() -> None:
     _STOP.clear()
+
+
+@contextmanager
+def ctrl_c_stops_the_run() -> Iterator[None]:
+    """Within the block, Ctrl-C sets the stop flag as well as raising KeyboardInterrupt. Python drops a
+    KeyboardInterrupt that lands in a finalizer (``__del__``, run by the garbage collector at any moment): the
+    flag still stops every worker, whose ``Interrupted`` then reaches the caller (a fresh CI run had finished
+    a compile that its SIGINT should have stopped). A handler of the caller's own is left alone."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+
+    def stop(signum, frame):
+        _STOP.set()
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def parallel_map(fn: Callable[[T], R], items: Sequence[T], num_threads: int = 1, desc: str | None = None,

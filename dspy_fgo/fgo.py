@@ -33,7 +33,7 @@ from .compat import (
 )
 from .context import ErrorLog, LMFailedError, RunContext
 from .divide import DivideSchedule, resolve_num_subsets, sample_indices
-from .executor import executor_for, reset_interrupt
+from .executor import ctrl_c_stops_the_run, executor_for, reset_interrupt
 from .ledger import Ledger
 from .merge import MergeNode, ProgressiveMerger
 from .optimize import SubsetResult, optimize_job
@@ -209,10 +209,11 @@ class TextGradOptimizer(Teleprompter):
                              "descriptions, not demos): drop teacher=, or bootstrap demos with "
                              "dspy.BootstrapFewShot(teacher=...) before or after.")
         epochs = round_epochs(self, *_sizes(trainset, valset))
-        if epochs is not None:  # rounds=True and a budget beyond a few steps per subset: rounds (rounds.py)
-            return compile_in_rounds(self, type(self)._compile_once, student, trainset, valset, epochs,
-                                     metric=metric, input_keys=input_keys)
-        return self._compile_once(student, trainset, valset, metric=metric, input_keys=input_keys)
+        with ctrl_c_stops_the_run():
+            if epochs is not None:  # rounds=True and a budget beyond a few steps per subset: rounds (rounds.py)
+                return compile_in_rounds(self, type(self)._compile_once, student, trainset, valset, epochs,
+                                         metric=metric, input_keys=input_keys)
+            return self._compile_once(student, trainset, valset, metric=metric, input_keys=input_keys)
 
     def _compile_once(self, student: dspy.Module, trainset: Any, valset: Any, *, metric: Callable | None,
                       input_keys: Sequence[str] | None, spent: dict[str, Any] | None = None) -> dspy.Module:

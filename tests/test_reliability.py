@@ -442,6 +442,25 @@ def test_ctrl_c_stops_compile_within_seconds(tmp_path):
     assert line == "interrupted" and stopped < 5 and proc.returncode == 130
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the dropped interrupt
+def test_a_ctrl_c_that_lands_in_a_finalizer_still_stops_the_run():
+    from dspy_fgo.executor import _STOP, ctrl_c_stops_the_run, reset_interrupt
+
+    class Finalized:
+        def __del__(self):  # the handler runs here, and Python drops the KeyboardInterrupt it raises
+            signal.raise_signal(signal.SIGINT)
+
+    reset_interrupt()
+    try:
+        with ctrl_c_stops_the_run():
+            obj = Finalized()
+            del obj
+            assert _STOP.is_set()  # every unit of LM work now raises Interrupted
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        reset_interrupt()
+
+
 # ----- secrets -------------------------------------------------------------------------------------
 
 SENTINEL = "sk-SENTINEL0123456789abcdef"
