@@ -427,8 +427,9 @@ def test_ctrl_c_stops_compile_within_seconds(tmp_path):
     script.write_text(CTRL_C_SCRIPT.format(tests=str(Path(__file__).parent)))
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "TQDM_DISABLE": "1",
            "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent.parent), os.environ.get("PYTHONPATH", "")])}
+    # a shell's background job (nohup ... &) starts with SIGINT ignored, and the child would inherit that
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            text=True, env=env)
+                            text=True, env=env, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert proc.stdout.readline().strip() == "started"
     time.sleep(2.0)  # imports are done; the run is in its pilot or first steps (an uninterrupted run takes ~15 s)
     start = time.time()
@@ -451,6 +452,7 @@ def test_a_ctrl_c_that_lands_in_a_finalizer_still_stops_the_run():
             signal.raise_signal(signal.SIGINT)
 
     reset_interrupt()
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (not a background job)
     try:
         with ctrl_c_stops_the_run():
             obj = Finalized()
@@ -458,6 +460,7 @@ def test_a_ctrl_c_that_lands_in_a_finalizer_still_stops_the_run():
             assert _STOP.is_set()  # every unit of LM work now raises Interrupted
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     finally:
+        signal.signal(signal.SIGINT, outer)
         reset_interrupt()
 
 
