@@ -1,20 +1,20 @@
 """Rounds: a metric-call budget that affords more steps per subset than help is spent in successive rounds.
 
-Steps on the same small subset stop paying off after a few: the proposer sees the same runs and re-proposes
-rules the text already has (benchmarks/README.md, bookings at 750 metric calls: 80 of 96 steps changed
-nothing and the run spent 293 of its 750 calls). So with ``FGO(rounds=True)``, when ``max_metric_calls`` (or
-``max_full_evals``) affords more than ``ROUND_EPOCHS`` steps per subset and ``epochs`` is not set, FGO runs the whole pipeline
-(divide, optimize ``ROUND_EPOCHS`` steps, merge, select) again from the program the round before returned:
-the next round's subsets see the failures that program still makes. Every round is held to the same total
-budget and checked on the valset against the program it started from, so the result is never worse than
-the program passed in. In a round, the rule ablation after a merge spends at most one back-test of the merge's
-union (as the plan budgets it) rather than one per rule: at 750 calls on bookings, ablating rule by rule took 512
-of the run's 736 metric calls and left no budget for a second round. The rounds end when one keeps its seed, stops on a budget, or the rest of the budget
-affords no round of one step per subset. An explicit ``epochs``, ``auto`` or ``rounds=False`` runs one pass.
+Steps on the same small subset stop paying off after a few: the proposer sees the same runs and re-proposes rules
+the text already has (benchmarks/README.md, bookings at 750 metric calls: 80 of 96 steps changed nothing and the run
+spent 293 of its 750 calls). So with ``FGO(rounds=True)``, when ``max_metric_calls`` (or ``max_full_evals``) affords
+more than ``ROUND_EPOCHS`` steps per subset and ``epochs`` is not set, FGO runs the whole pipeline (divide, optimize
+``ROUND_EPOCHS`` steps, merge, select) again from the program the round before returned: the next round's subsets
+see the failures that program still makes. Every round is held to the same total budget and checked on the valset
+against the program it started from, so the result is never worse than the program passed in. In a round, the rule
+ablation after a merge spends at most one back-test of the merge's union (as the plan budgets it) rather than one
+per rule: at 750 calls on bookings, ablating rule by rule took 512 of the run's 736 metric calls and left no budget
+for a second round. The rounds end when one keeps its seed, stops on a budget, or the rest of the budget affords no
+round of one step per subset. An explicit ``epochs``, ``auto`` or ``rounds=False`` runs one pass.
 
-Off by default: measured on bookings at 750 metric calls, seed 0 (benchmarks/README.md), one pass 0.44, rounds
-with uncapped pruning 0.51 (one round ran), rounds as here 0.37 (two rounds; the second kept its seed), GEPA 0.66:
-no gain shown, and two runs of the same seed differ by as much.
+Off by default: measured on bookings at 750 metric calls, seed 0 (benchmarks/README.md), one pass 0.44, rounds with
+uncapped pruning 0.51 (one round ran), rounds as here 0.37 (two rounds; the second kept its seed, before the valset fix of 190ea0b), GEPA 0.66: no
+gain shown, and two runs of the same seed differ by as much.
 """
 
 from __future__ import annotations
