@@ -142,6 +142,11 @@ def affordable_trainset(limit: int, n_train: int, n_val: int, levels_of, epochs:
     return n
 
 
+def metric_call_limit(max_metric_calls: int | None, max_full_evals: int | None, n_train: int, n_val: int) -> int | None:
+    """The metric-call budget: ``max_metric_calls``, or GEPA's ``max_full_evals * (N + V)``, or None."""
+    return max_full_evals * (n_train + n_val) if max_full_evals is not None else max_metric_calls
+
+
 def plan(auto: str | None, max_metric_calls: int | None, max_full_evals: int | None, epochs: int | None,
          n_train: int, n_val: int, levels: int, prune: bool = False, share: float = 1.0) -> tuple[int, int | None]:
     """(epochs, max_metric_calls) for one run (``prune``: keep N * L * s for the rule ablation; ``share``: s)."""
@@ -149,9 +154,7 @@ def plan(auto: str | None, max_metric_calls: int | None, max_full_evals: int | N
     if auto is not None:
         e = epochs if epochs is not None else AUTO_EPOCHS[auto]
         return e, metric_calls(n_train, n_val, AUTO_EPOCHS[auto], levels, share) + reserve
-    limit = max_metric_calls
-    if max_full_evals is not None:
-        limit = max_full_evals * (n_train + n_val)
+    limit = metric_call_limit(max_metric_calls, max_full_evals, n_train, n_val)
     if limit is None:
         return (epochs if epochs is not None else DEFAULT_EPOCHS), None
     if epochs is not None:

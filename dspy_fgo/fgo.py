@@ -64,6 +64,7 @@ class TextGradOptimizer(Teleprompter):
 
     method = "textgrad"
     rounds = False  # FGO's option (rounds=True): spend a budget beyond ROUND_EPOCHS steps per subset in rounds
+    _in_rounds = False  # set on a round's copy of the optimizer (rounds.round_optimizer)
 
     def __init__(
         self,
@@ -325,7 +326,7 @@ class TextGradOptimizer(Teleprompter):
                          feedback=self.feedback, update=self.update, acceptance=self.acceptance,
                          check_format=self.check_format, check_grounding=self.check_grounding, evidence=self.evidence,
                          backtest=self.backtest, prune_rules=self.prune_rules,
-                         valset_candidates=self.valset_candidates, in_rounds=getattr(self, "_in_rounds", False))
+                         valset_candidates=self.valset_candidates, in_rounds=self._in_rounds)
         self._check_windows(run)
         return run
 

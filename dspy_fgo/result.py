@@ -12,7 +12,7 @@ from .merge import MergeNode
 from .optimize import SubsetResult
 
 FORMAT_VERSION = 4  # 2: candidates, lineage, best outputs; 3: steps keep critiques and proposals, merges their
-# text; 4: the earlier rounds of a run spent in rounds (``rounds.py``)
+# text; 4: each round's record of a run spent in rounds (``rounds.py``)
 
 
 @dataclass

@@ -27,7 +27,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .compat import metric_calls, plan
+from .backtest import backtest_share
+from .compat import metric_call_limit, metric_calls, plan
 
 if TYPE_CHECKING:
     import dspy
@@ -40,22 +41,17 @@ logger = logging.getLogger("dspy." + __name__)
 ROUND_EPOCHS = 3  # steps per subset in one round when the budget affords more
 
 
-def metric_call_limit(optimizer: TextGradOptimizer, n_train: int, n_val: int) -> int | None:
-    """The run's metric-call budget (``max_metric_calls``, or GEPA's ``max_full_evals * (N + V)``), or None."""
-    if optimizer.max_full_evals is not None:
-        return optimizer.max_full_evals * (n_train + n_val)
-    return optimizer.budgets["max_metric_calls"]
+def _limit(optimizer: TextGradOptimizer, n_train: int, n_val: int) -> int | None:
+    return metric_call_limit(optimizer.budgets["max_metric_calls"], optimizer.max_full_evals, n_train, n_val)
 
 
 def round_epochs(optimizer: TextGradOptimizer, n_train: int, n_val: int) -> int | None:
     """``ROUND_EPOCHS`` when the budget is spent in rounds (it affords more steps per subset and neither
     ``epochs`` nor ``auto`` fixes them), else None: one run as planned."""
-    limit = metric_call_limit(optimizer, n_train, n_val)
+    limit = _limit(optimizer, n_train, n_val)
     if not optimizer.rounds or limit is None or optimizer.epochs is not None \
             or optimizer.auto is not None or n_train < 1:
         return None
-    from .backtest import backtest_share
-
     epochs, _ = plan(None, limit, None, None, n_train, n_val, optimizer.merge_levels(n_train),
                      optimizer.prune_rules, backtest_share(optimizer.backtest))
     return ROUND_EPOCHS if epochs > ROUND_EPOCHS else None
@@ -63,9 +59,7 @@ def round_epochs(optimizer: TextGradOptimizer, n_train: int, n_val: int) -> int 
 
 def affords_round(optimizer: TextGradOptimizer, spent: int, n_train: int, n_val: int) -> bool:
     """Whether what is left of the metric-call budget covers one more round of one step per subset."""
-    from .backtest import backtest_share
-
-    limit = metric_call_limit(optimizer, n_train, n_val)
+    limit = _limit(optimizer, n_train, n_val)
     need = metric_calls(n_train, n_val, 1, optimizer.merge_levels(n_train), backtest_share(optimizer.backtest))
     return limit is not None and limit - spent >= need
 

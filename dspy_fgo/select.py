@@ -103,9 +103,12 @@ def _valset_choice(run: RunContext, root: MergeNode, threads: int):
 
 def choose(run: RunContext, subsets: Sequence[SubsetResult], root: MergeNode | None, threads: int):
     """(choice, node id, reason, valset scores, trainset scores)."""
-    others = run.valset is not None and len(valset_nodes(root, run.seed, run.valset_candidates)) > 1 if root else False
-    if root is None or (root.candidate == run.seed and not others):
+    if root is None:
         return "seed", "seed", "optimization changed nothing", {}, {}
+    if root.candidate == run.seed:  # the merges kept the seed; with a valset, other nodes may still beat it
+        others = run.valset is not None and len(valset_nodes(root, run.seed, run.valset_candidates)) > 1
+        if not others:
+            return "seed", "seed", "optimization changed nothing", {}, {}
     if run.valset is not None:
         return _valset_choice(run, root, threads)
     try:
