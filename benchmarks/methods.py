@@ -83,7 +83,7 @@ FGO_SWITCHES: dict[str, dict[str, Any]] = {
     "ground": {"check_grounding": True}, "noground": {"check_grounding": False},
     "evidence": {"evidence": True}, "noevidence": {"evidence": False},
     "full": {"backtest": "full"}, "race": {"backtest": "race"}, "half": {"backtest": "half"},
-    "prune": {"prune_rules": True}, "noprune": {"prune_rules": False},
+    "prune": {"prune_rules": True}, "noprune": {"prune_rules": False}, "pruneall": {"prune_rules": "all"},
     "pick1": {"valset_candidates": 1}, "pick4": {"valset_candidates": 4},
     "byfailure": {"partition": "failures"}, "byrandom": {"partition": "random"},  # FGO only (the baselines do not divide)
     "instructions": {"components": "instructions"}, "alltexts": {"components": "all"},  # tool texts off / on

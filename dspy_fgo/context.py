@@ -156,7 +156,8 @@ class RunContext:
     check_format: bool = True  # reject proposals that are code, JSON or a restated answer
     check_grounding: bool = False  # reject proposals that point at an input phrase never on the answer's line
     evidence: bool = False  # show, for a failed run, the input lines where the expected and predicted values sit
-    prune_rules: bool = False  # after an accepted rules merge, drop the rules that do not help on its union
+    prune_rules: bool | str = False  # after an accepted rules merge ("all": after any), drop the rules that do
+    # not help on its union
     valset_candidates: int = 1  # merge-tree nodes the final valset check scores (the root first)
     backtest: str = "full"  # a merge's back-test: the whole union ("full"), raced on growing slices ("race"),
     # or raced and decided on half of the union ("half")

@@ -38,6 +38,7 @@ from .ledger import Ledger
 from .merge import MergeNode, ProgressiveMerger
 from .optimize import SubsetResult, optimize_job
 from .persist import Checkpoint, collect_secrets, describe_callable, describe_lm, examples_digest, fingerprint
+from .prune import PRUNE_MODES
 from .rollout import check_metric
 from .rounds import compile_in_rounds, round_epochs
 from .select import select_and_record
@@ -106,7 +107,7 @@ class TextGradOptimizer(Teleprompter):
         check_grounding: bool = True,
         evidence: bool = True,
         backtest: str = "full",
-        prune_rules: bool | None = None,
+        prune_rules: bool | str | None = None,
         valset_candidates: int = 4,
         estimate: bool = True,
         **unknown: Any,
@@ -138,6 +139,8 @@ class TextGradOptimizer(Teleprompter):
             if value not in choices:
                 raise ValueError(f"{name} must be one of {choices}, got {value!r}")
         prune_rules = update == "rules" if prune_rules is None else prune_rules
+        if prune_rules not in PRUNE_MODES:
+            raise ValueError(f"prune_rules must be one of {PRUNE_MODES}, got {prune_rules!r}")
         if prune_rules and update != "rules":
             raise ValueError("prune_rules=True ablates itemized rules: it needs update='rules'")
         if valset_candidates < 1:

@@ -7,7 +7,8 @@ component, and every merged candidate is back-tested on the union of its members
 that scores below its best member on the union is not passed up: the member is (``note`` says so).
 ``backtest="race"`` stops a back-test early on a merge that is clearly worse, ``"half"`` also decides
 on half of the union (``backtest.py``);
-``prune_rules=True`` ablates an accepted rules merge rule by rule on the union (``prune.py``).
+``prune_rules=True`` ablates an accepted rules merge rule by rule on the union (``prune.py``), ``"all"`` also
+a merge that lost, which is then passed up if its pruned text scores at least as well as the member.
 """
 
 from __future__ import annotations
@@ -159,19 +160,28 @@ class LMMerger:
     def _merge_and_test(self, best: MergeNode, nodes: Sequence[MergeNode], indices: list[int]) -> dict[str, Any]:
         """The node's fields: the merged candidate and its union score, or the best member's when the merge
         is worse (``proposed`` is the merge either way); with ``prune_rules`` an accepted merge then loses the
-        rules that do not help on the union (``prune.py``). Returned, not kept on ``self``: merges run on threads."""
+        rules that do not help on the union (``prune.py``), and with ``prune_rules="all"`` a merge that lost is
+        pruned too and passed up when it then scores at least as well as the member. Returned, not kept on
+        ``self``: merges run on threads."""
         tested = self._back_tested_merge(best, nodes, indices)
-        if not self.run.prune_rules or tested.get("proposed") is None or tested["candidate"] != tested["proposed"]:
+        merged, lost = tested.get("proposed"), tested["candidate"] != tested.get("proposed")
+        if not self.run.prune_rules or merged is None or (lost and self.run.prune_rules != "all"):
             return tested
         above = self.levels - (1 + max(n.depth() for n in nodes))
         keep = math.ceil(2 * self.examples * max(0, above) * backtest_share(self.run.backtest))
         cap = math.ceil(len(indices) * backtest_share(self.run.backtest)) if self.run.in_rounds else None
-        pruned = prune_rules(self.run, tested["candidate"], indices, tested["score"], self.threads, keep=keep,
+        start = tested["proposed_score"] if lost else tested["score"]
+        pruned = prune_rules(self.run, merged, indices, start, self.threads, keep=keep,
                              strata=[n.indices for n in nodes], max_runs=cap)
-        if pruned.candidate != tested["candidate"]:
-            self.run.ledger.link(pruned.candidate, [tested["candidate"]], f"rule ablation of the merge: {pruned.note()}")
+        if pruned.candidate != merged:
+            self.run.ledger.link(pruned.candidate, [merged], f"rule ablation of the merge: {pruned.note()}")
+        if lost and (pruned.candidate == merged or pruned.score < tested["score"]):
+            verdict = f"still below member {best.node_id}'s {tested['score']:.3f}" if pruned.tried else ""
+            return {**tested, "note": "; ".join(filter(None, (tested["note"], pruned.note(), verdict)))}
+        verdict = f"the pruned merge scores {pruned.score:.3f} >= member {best.node_id}'s {tested['score']:.3f}: " \
+                  "passed up" if lost else ""
         return {**tested, "candidate": pruned.candidate, "score": pruned.score,
-                "note": "; ".join(filter(None, (tested["note"], pruned.note())))}
+                "note": "; ".join(filter(None, (tested["note"], pruned.note(), verdict)))}
 
     def _back_tested_merge(self, best: MergeNode, nodes: Sequence[MergeNode], indices: list[int]) -> dict[str, Any]:
         candidate = self.merge_candidates(best.candidate, nodes)

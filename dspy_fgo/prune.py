@@ -2,17 +2,22 @@
 
 With ``update="rules"`` a merge is the union of its members' rules, and a small proposer LM mixes right
 rules with wrong ones ("Look for the "Track your order" line" next to "DHL writes it after "Waybill:"");
-the union keeps both. ``prune_rules=True`` then ablates the merged candidate rule by rule, last rule first
-(the union lists the best member's rules first): each candidate without one rule is raced against the
-current one on the merge's union (``backtest.race``: paired on growing slices, the current candidate's
-scores come from the ledger, so only the ablated one runs) and replaces it when it reaches the whole
-union at an equal or higher score (with ``backtest="half"``: the half of it the merge was decided on). A
-removal that is clearly worse on a slice stops its race early: the rule helps and stays. Costs at most one
-back-test of the union (or of its half) per rule; in a run spent in rounds (``rounds.py``), at most one such
-back-test per merge, as the budget's plan has it, so that the rest goes to the next round. Pruning is the optional part of
-a merge: it stops, and the current candidate stands, when the next ablation would leave less than
-``keep`` runs of the budget (the planned back-tests of the merges above this one; the valset check is
-reserved by the budget itself), or when the budget runs out.
+the union keeps both. ``prune_rules=True`` then ablates an accepted merged candidate rule by rule, last
+rule first (the union lists the best member's rules first): each candidate without one rule is raced against
+the current one on the merge's union (``backtest.race``: paired on growing slices, the current candidate's
+scores come from the ledger, so only the ablated one runs) and replaces it when it reaches the whole union
+at an equal or higher score (with ``backtest="half"``: the half of it the merge was decided on). A removal
+that is clearly worse on a slice stops its race early: the rule helps and stays.
+
+``prune_rules="all"`` prunes a merge that scored below its best member as well (a union of rules can be
+worse than either member because one member's rule breaks the other's examples) and passes it up when its
+pruned text then scores at least as well as the member on the union.
+
+Costs at most one back-test of the union (or of its half) per rule; in a run spent in rounds
+(``rounds.py``), at most one such back-test per merge, as the budget's plan has it, so that the rest goes
+to the next round. Pruning is the optional part of a merge: it stops, and the current candidate stands,
+when the next ablation would leave less than ``keep`` runs of the budget (the planned back-tests of the
+merges above this one; the valset check is reserved by the budget itself), or when the budget runs out.
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ if TYPE_CHECKING:
     from .context import RunContext
 
 logger = logging.getLogger("dspy." + __name__)
+
+PRUNE_MODES = (False, True, "all")  # off; after an accepted merge; after every rules merge (a lost one is
+# passed up when its pruned text scores at least as well as the best member)
 
 
 @dataclass(frozen=True)

@@ -351,6 +351,48 @@ def test_pruning_in_a_round_spends_one_union_back_test_so_that_the_rest_goes_to_
         assert "pruned 2 of 3 rules tried (12 runs)" in first.merge_root.note
 
 
+def two_category_examples() -> list[dspy.Example]:
+    """Four c0 words and two c1 words, every answer in capitals."""
+    return [ex.copy(category="c0" if i < 4 else "c1") for i, ex in enumerate(word_examples(6))]
+
+
+def c1_rule_breaks_c0_task(request) -> dict:
+    """Task LM: c0 words come in capitals under RULE unless "Never shout" is there too; c1 words under "CAPITALS"."""
+    word = request.fields.get("question", "").split(":")[-1].strip()
+    c1 = int(word[-1]) >= 4
+    shout = "CAPITALS" in request.system if c1 else "UPPERCASE" in request.system and "Never shout" not in request.system
+    return {"answer": word.upper() if shout else word.lower()}
+
+
+def c0_and_c1_rules(request) -> dict:
+    """c0 learns RULE; c1 learns a rule that fixes its words and one that breaks c0's."""
+    if "new_rules" in request.outputs:
+        category = re.search(r"category: (c\d)", request.fields.get("feedback", "")).group(1)
+        return {"new_rules": f"- {RULE}" if category == "c0" else "- Write it in CAPITALS.\n- Never shout at anyone."}
+    return rule_optimizer(request)
+
+
+@pytest.mark.parametrize("prune", [True, "all"])
+def test_pruning_all_merges_passes_up_a_lost_merge_once_the_rule_that_broke_it_is_dropped(prune):
+    with dspy.context(lm=FakeLM(c1_rule_breaks_c0_task, model="fake/task")):
+        result = fgo(FakeLM(c0_and_c1_rules), partition="category", num_subsets=None, merge_clustering="none",
+                     prune_rules=prune).compile(program(), trainset=two_category_examples(),
+                                                valset=two_category_examples()).fgo_result
+    root = result.merge_root
+    assert "Never shout" in root.proposed["self"] and root.proposed_score == 2 / 6  # the union broke c0's words
+    c0 = next(n for n in root.children if n.categories == ["c0"])
+    assert c0.score == 1.0 and "kept the member" in root.note
+    if prune is True:  # a lost merge is not pruned: the member goes up
+        assert root.candidate == c0.candidate and root.score == 4 / 6 and "pruned" not in root.note
+    else:  # without "Never shout" the merge fixes both categories: passed up over the member
+        assert RULE in root.candidate["self"] and "CAPITALS" in root.candidate["self"]
+        assert "Never shout" not in root.candidate["self"] and root.score == 1.0
+        assert "pruned 1 of 3 rules tried" in root.note and "passed up" in root.note
+        assert result.final_candidate == root.candidate
+    with pytest.raises(ValueError, match="prune_rules must be one of"):
+        FGO(metric=exact_metric, prune_rules="yes")
+
+
 def four_rule_optimizer(request):
     """c0 and c2 learn an uppercase rule each (in other words), every subset a rule of its own that changes nothing."""
     import re
