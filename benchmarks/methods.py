@@ -85,6 +85,7 @@ FGO_SWITCHES: dict[str, dict[str, Any]] = {
     "full": {"backtest": "full"}, "race": {"backtest": "race"}, "half": {"backtest": "half"},
     "prune": {"prune_rules": True}, "noprune": {"prune_rules": False}, "pruneall": {"prune_rules": "all"},
     "pick1": {"valset_candidates": 1}, "pick4": {"valset_candidates": 4},
+    "pickall": {"valset_candidates": 1000},  # every node of the merge tree, as far as the budget goes
     "byfailure": {"partition": "failures"}, "byrandom": {"partition": "random"},  # FGO only (the baselines do not divide)
     "instructions": {"components": "instructions"}, "alltexts": {"components": "all"},  # tool texts off / on
     "rounds": {"rounds": True}, "onepass": {"rounds": False},  # FGO only: a large budget in rounds, or one pass
