@@ -77,7 +77,7 @@ def run_bootstrapping(ctx: MethodContext, **options: Any) -> dspy.Module:
 VARIANT_BASE: dict[str, Any] = {**PAPER_SETTINGS, "check_format": True}
 FGO_SWITCHES: dict[str, dict[str, Any]] = {
     "rewrite": {"update": "rewrite"}, "rules": {"update": "rules"},
-    "strict": {"acceptance": "improve"}, "tie": {"acceptance": "tie"},
+    "strict": {"acceptance": "improve"}, "tie": {"acceptance": "tie"}, "tieonce": {"acceptance": "tie-once"},
     "critic": {"feedback": "critique"}, "raw": {"feedback": "raw"},
     "check": {"check_format": True}, "nocheck": {"check_format": False},
     "ground": {"check_grounding": True}, "noground": {"check_grounding": False},

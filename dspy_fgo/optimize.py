@@ -154,6 +154,13 @@ class JobProgress:
         return progress
 
 
+def _tie_kept(acceptance: str, best: Candidate, seed: Candidate) -> bool:
+    """Whether a proposal that scores as high as the subset's best replaces it: always with "tie", only
+    while the best is still the seed with "tie-once" (one rule gets through to the merges, and later steps,
+    on the same examples, must score higher: ties at every step pile up rules that change nothing)."""
+    return acceptance == "tie" or (acceptance == "tie-once" and best == seed)
+
+
 def _start(run: RunContext, job: Job) -> JobProgress:
     data = run.checkpoint.load_progress(job.job_id, job.indices) if run.checkpoint is not None else None
     if data is None:
@@ -201,7 +208,7 @@ def optimize_on_batches(run: RunContext, job: Job) -> SubsetResult:
             if job.keep_best and changed:
                 trajs = run.evaluate(proposed, batch, threads=job.threads, desc=f"subset {sid} step {step} eval")
                 after = mean_score(trajs)
-                accepted = after > p.best_score or (run.acceptance == "tie" and after == p.best_score)
+                accepted = after > p.best_score or (after == p.best_score and _tie_kept(run.acceptance, p.best, seed))
                 if accepted:
                     p.best, p.best_score = proposed, after
             same_next = step + 1 < len(job.batches) and list(job.batches[step + 1]) == list(batch)

@@ -106,6 +106,31 @@ def test_tie_acceptance_keeps_a_proposal_that_scores_as_high(task_lm, acceptance
     assert (subset.best_candidate != subset.seed_candidate) is kept
 
 
+NEUTRAL_RULES = ["Read the whole question first.", "Stay calm and be polite.", "Never mention the weather."]
+
+
+def numbered_neutral_rules():
+    """Proposes a new rule at every call, none of which changes an answer of the uppercase task."""
+    rules = iter(NEUTRAL_RULES)
+
+    def handler(request):
+        if "new_rules" in request.outputs:
+            return {"new_rules": f"- {next(rules)}"}
+        return rule_optimizer(request)
+
+    return handler
+
+
+@pytest.mark.parametrize("acceptance, kept", [("improve", 0), ("tie", 3), ("tie-once", 1)])
+def test_tie_once_keeps_the_first_tie_and_then_asks_for_a_higher_score(task_lm, acceptance, kept):
+    result = fgo(FakeLM(numbered_neutral_rules()), update="rules", acceptance=acceptance, num_subsets=1,
+                 epochs=3, num_threads=1).compile(program(), trainset=word_examples(3)).fgo_result
+    subset = result.subsets[0]
+    assert [s.score_after for s in subset.steps] == [0.0, 0.0, 0.0]  # three new rules, none of them helps
+    assert [s.accepted for s in subset.steps] == [True] * kept + [False] * (3 - kept)
+    assert split_rules(subset.best_candidate["self"])[1] == NEUTRAL_RULES[:kept]
+
+
 def test_raw_feedback_skips_the_critic_and_shows_the_proposer_the_runs(task_lm):
     opt = FakeLM(rule_optimizer)
 
