@@ -78,6 +78,7 @@ VARIANT_BASE: dict[str, Any] = {**PAPER_SETTINGS, "check_format": True}
 FGO_SWITCHES: dict[str, dict[str, Any]] = {
     "rewrite": {"update": "rewrite"}, "rules": {"update": "rules"},
     "strict": {"acceptance": "improve"}, "tie": {"acceptance": "tie"}, "tieonce": {"acceptance": "tie-once"},
+    "climb": {"acceptance": "climb"},
     "critic": {"feedback": "critique"}, "raw": {"feedback": "raw"},
     "check": {"check_format": True}, "nocheck": {"check_format": False},
     "ground": {"check_grounding": True}, "noground": {"check_grounding": False},

@@ -153,7 +153,8 @@ class RunContext:
     feedback: str = "critique"  # "critique": the evaluator LM critiques each run; "raw": the runs as they are
     update: str = "rewrite"  # "rewrite": a step rewrites a component; "rules": it adds itemized rules
     acceptance: str = "improve"  # a proposal is kept when it scores higher ("improve") or as high ("tie"; "tie-once":
-    # as high only while the best is the seed)
+    # as high only while the best is the seed; "climb": as "tie-once", and a proposal not kept is dropped, the
+    # next step starting again from the best)
     check_format: bool = True  # reject proposals that are code, JSON or a restated answer
     check_grounding: bool = False  # reject proposals that point at an input phrase never on the answer's line
     evidence: bool = False  # show, for a failed run, the input lines where the expected and predicted values sit

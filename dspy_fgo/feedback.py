@@ -74,22 +74,32 @@ class Proposal:
     rejected: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Tried:
+    """The previous step's proposals on the same runs that were not kept, per component, and what became of
+    them: shown to the proposer with a request for something different, so that it is not asked the same
+    question twice."""
+
+    proposals: dict[str, str]
+    outcome: str = "changed nothing (its rules were already in the text, or failed the checks)"
+
+
 def textual_gradient_step(run: RunContext, candidate: Candidate, trajectories: Sequence[Trajectory],
-                          overflow: OverflowPolicy, threads: int = 1, unused: dict[str, str] | None = None) -> Proposal:
+                          overflow: OverflowPolicy, threads: int = 1, tried: Tried | None = None) -> Proposal:
     """Critique the trajectories (``feedback="critique"``; ``"raw"`` shows the proposer the runs and the
     metric's feedback as they are, as GEPA's reflection does), then rewrite every component or add rules
-    to it (``update``), in parallel; a failed or rejected proposal keeps the old text. ``unused``: per
-    component, the previous step's proposal on these same runs that changed nothing (shown to the proposer,
-    with a request for something different, so that it is not asked the same question twice)."""
+    to it (``update``), in parallel; a failed or rejected proposal keeps the old text. ``tried``: the previous
+    step's proposals on these same runs that were not kept."""
     if run.feedback == "raw":
         critiques: list[str | None] = [None] * len(trajectories)
     else:
         critiques = list(critique_trajectories(run, candidate, trajectories, threads))
     feedback = render_feedback(run, candidate, trajectories, critiques)
     names = list(candidate)
-    unused = unused or {}
+    tried = tried or Tried({})
     texts = parallel_map(lambda name: propose_component(run, candidate, name, feedback, overflow, threads,
-                                                        unused.get(name)), names, threads, desc="propose")
+                                                        tried_note(tried, name, run.lms["optimizer"].model)),
+                         names, threads, desc="propose")
     proposed, rejected, updates = {}, {}, {}
     for name, text in zip(names, texts, strict=True):
         if not text or text == candidate[name].strip():
@@ -192,13 +202,12 @@ def accept_text(run: RunContext, role: str, name: str, text: str | None) -> str 
 
 
 def propose_component(run: RunContext, candidate: Candidate, name: str, feedback: Sequence[str],
-                      overflow: OverflowPolicy, threads: int = 1, unused: str | None = None) -> str | None:
+                      overflow: OverflowPolicy, threads: int = 1, note: str = "") -> str | None:
     """The optimizer LM's new text for one component, from feedback that is made to fit its window
-    (``unused``: the previous proposal on the same runs, which changed nothing)."""
+    (``note``: what became of the previous proposal on the same runs, see ``tried_note``)."""
     model = run.lms["optimizer"].model
     current = cut_to_tokens(candidate[name], run.max_component_tokens, model)
     others = components_within(run, candidate, "optimizer", share=0.3, skip=name)
-    note = unused_note(unused, model) if unused else ""
     budget = run.input_budget("optimizer", current, others, note)
     if budget < MIN_FEEDBACK_TOKENS:
         run.errors.record("optimizer", f"no room for feedback on component {name!r} ({budget} tokens left): "
@@ -211,14 +220,17 @@ def propose_component(run: RunContext, candidate: Candidate, name: str, feedback
     return accept_text(run, "optimizer", name, out.get(field_name) if out is not None else None)
 
 
-UNUSED_NOTE_TOKENS = 200
+TRIED_NOTE_TOKENS = 200
 
 
-def unused_note(unused: str, model: str | None) -> str:
-    """The note that shows the proposer its previous, unused proposal on the same runs."""
-    return ("\n\nYour previous proposal for these same runs changed nothing (its rules were already in the text, "
-            "or failed the checks), and the failed runs above still fail with the current text:\n"
-            f"{cut_to_tokens(unused, UNUSED_NOTE_TOKENS, model)}\n"
+def tried_note(tried: Tried, name: str, model: str | None) -> str:
+    """The note that shows the proposer its previous proposal for component ``name`` on the same runs,
+    which was not kept, or "" when there is none."""
+    if not tried.proposals.get(name):
+        return ""
+    return (f"\n\nYour previous proposal for these same runs {tried.outcome}, and the failed runs above still "
+            "fail with the current text:\n"
+            f"{cut_to_tokens(tried.proposals[name], TRIED_NOTE_TOKENS, model)}\n"
             "Do not propose it again. Look at the failed runs once more: what in the input marks the expected "
             "value (its exact label, position or format) that the current rules do not say?")
 

@@ -48,7 +48,7 @@ logger = logging.getLogger("dspy." + __name__)
 
 FEEDBACK_MODES = ("critique", "raw")
 UPDATE_MODES = ("rewrite", "rules")
-ACCEPTANCE_MODES = ("improve", "tie", "tie-once")
+ACCEPTANCE_MODES = ("improve", "tie", "tie-once", "climb")
 
 # The paper's procedure (critic, free-text rewrites and LM merges, a subset keeps a rewrite that scores higher)
 # with none of the additions: ``FGO(**PAPER_SETTINGS, ...)``. The defaults are the additions that measured

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from .budget import BudgetExhausted
 from .candidate import Candidate
-from .feedback import OverflowPolicy, textual_gradient_step
+from .feedback import OverflowPolicy, Proposal, Tried, textual_gradient_step
 from .rollout import Trajectory, mean_score
 
 if TYPE_CHECKING:
@@ -156,9 +156,19 @@ class JobProgress:
 
 def _tie_kept(acceptance: str, best: Candidate, seed: Candidate) -> bool:
     """Whether a proposal that scores as high as the subset's best replaces it: always with "tie", only
-    while the best is still the seed with "tie-once" (one rule gets through to the merges, and later steps,
-    on the same examples, must score higher: ties at every step pile up rules that change nothing)."""
-    return acceptance == "tie" or (acceptance == "tie-once" and best == seed)
+    while the best is still the seed with "tie-once" and "climb" (one rule gets through to the merges, and
+    later steps, on the same examples, must score higher: ties at every step pile up rules that change nothing)."""
+    return acceptance == "tie" or (acceptance in ("tie-once", "climb") and best == seed)
+
+
+def _not_kept(proposal: Proposal, changed: tuple[str, ...], after: float | None, best: float | None,
+              climbed_back: bool) -> Tried:
+    """What the next step on the same runs is shown of this step's proposals: those that changed nothing,
+    or (``acceptance="climb"``, which starts again from the best) those that did not score higher."""
+    if climbed_back:
+        return Tried({n: proposal.proposed[n] for n in changed if n in proposal.proposed},
+                     f"scored {after:.2f} on these runs, not above the current text's {best:.2f}")
+    return Tried({n: t for n, t in proposal.proposed.items() if n not in changed} if not changed else {})
 
 
 def _start(run: RunContext, job: Job) -> JobProgress:
@@ -178,7 +188,8 @@ def optimize_on_batches(run: RunContext, job: Job) -> SubsetResult:
     first_step, stopped = len(p.steps), None
     trajs = (list(job.first) or None) if first_step == 0 else None  # a resumed step runs its candidate again
     sid = job.job_id
-    unused: dict[str, str] = {}  # the last step's proposals that changed nothing, per component
+    tried = Tried({})  # the last step's proposals on the same runs that were not kept, per component
+    best_trajs = trajs  # the runs of the subset's best on the current batch ("climb" goes on from them)
     try:
         for step in range(first_step, len(job.batches)):
             batch = job.batches[step]
@@ -192,6 +203,8 @@ def optimize_on_batches(run: RunContext, job: Job) -> SubsetResult:
                 p.seed_score = score
             if job.keep_best and (p.best_score is None or score > p.best_score):
                 p.best, p.best_score = p.current, score
+            if p.current == p.best:
+                best_trajs = trajs
             if run.skip_perfect_score and trajs and all(t.score >= run.perfect_score for t in trajs):
                 logger.info("Subset %d step %d: every run scored perfect_score=%g, nothing to learn: skipped",
                             sid, step, run.perfect_score)
@@ -199,7 +212,7 @@ def optimize_on_batches(run: RunContext, job: Job) -> SubsetResult:
                 if not (job.keep_best and step + 1 < len(job.batches) and list(job.batches[step + 1]) == list(batch)):
                     trajs = None
                 continue
-            proposal = textual_gradient_step(run, p.current, trajs, job.overflow, job.threads, unused)
+            proposal = textual_gradient_step(run, p.current, trajs, job.overflow, job.threads, tried)
             proposed = proposal.candidate
             changed = tuple(proposed.changed_components(p.current))
             if changed:
@@ -210,16 +223,17 @@ def optimize_on_batches(run: RunContext, job: Job) -> SubsetResult:
                 after = mean_score(trajs)
                 accepted = after > p.best_score or (after == p.best_score and _tie_kept(run.acceptance, p.best, seed))
                 if accepted:
-                    p.best, p.best_score = proposed, after
+                    p.best, p.best_score, best_trajs = proposed, after, trajs
             same_next = step + 1 < len(job.batches) and list(job.batches[step + 1]) == list(batch)
+            climb_back = job.keep_best and run.acceptance == "climb" and bool(changed) and not accepted
+            if climb_back:
+                trajs = best_trajs  # the next step starts again from the best, and its runs
             if not (job.keep_best and same_next):
                 trajs = None  # the next step works on another batch (or on a changed candidate): run afresh
-            # the next step sees the same runs of the same text: show it what it proposed in vain
-            unused = {n: t for n, t in proposal.proposed.items() if n not in changed} if same_next and not changed \
-                else {}
+            tried = _not_kept(proposal, changed, after, p.best_score, climb_back) if same_next else Tried({})
             p.steps.append(StepRecord(job.epochs[step], tuple(batch), score, changed, after, proposal.critiques,
                                       proposal.proposed, proposal.rejected, accepted))
-            p.current = proposed
+            p.current = p.best if climb_back else proposed
     except BudgetExhausted as exc:
         stopped = exc.reason
         logger.info("Subset %d stopped: %s", sid, stopped)

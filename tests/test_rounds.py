@@ -1,5 +1,5 @@
 """A budget beyond a few steps per subset is spent in rounds (``rounds.py``); a step that changed nothing
-shows the next one what it proposed in vain (``feedback.unused_note``)."""
+shows the next one what it proposed in vain (``feedback.tried_note``)."""
 
 import dspy
 import pytest

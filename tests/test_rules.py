@@ -131,6 +131,32 @@ def test_tie_once_keeps_the_first_tie_and_then_asks_for_a_higher_score(task_lm, 
     assert split_rules(subset.best_candidate["self"])[1] == NEUTRAL_RULES[:kept]
 
 
+def uppercase_unless_told_not_to_shout(request) -> dict:
+    """Task LM: the uppercase task, but a "Never shout" rule turns every answer back to lowercase."""
+    out = uppercase_task(request)
+    return {**out, "answer": out["answer"].lower()} if "Never shout" in request.system else out
+
+
+@pytest.mark.parametrize("acceptance", ["tie", "climb"])
+def test_climb_starts_again_from_the_best_after_a_worse_proposal_and_says_how_it_scored(acceptance):
+    rules = iter([RULE, "Never shout at the reader in any answer.", "Keep every answer brief and to the point."])
+    opt = FakeLM(lambda r: {"new_rules": f"- {next(rules)}"} if "new_rules" in r.outputs else rule_optimizer(r))
+    trainset = word_examples(3)
+    trainset[2] = dspy.Example(question="word: stone2", answer="unreachable").with_inputs("question")
+    with dspy.context(lm=FakeLM(uppercase_unless_told_not_to_shout, model="fake/task")):
+        result = fgo(opt, update="rules", acceptance=acceptance, num_subsets=1, epochs=3, num_threads=1,
+                     check_grounding=False).compile(program(), trainset=trainset).fgo_result
+    steps = result.subsets[0].steps
+    proposals = [r for r in opt.requests if "new_rules" in r.outputs]
+    climbed = acceptance == "climb"
+    # the walk goes on from the worse text (the paper's) or from the best, 2 of 3 right
+    assert [round(s.score_before, 2) for s in steps] == [0.0, 0.67, 0.67 if climbed else 0.0]
+    assert ("Never shout" in proposals[2].fields["current_text"]) is not climbed
+    note = "Your previous proposal for these same runs scored 0.00 on these runs, not above the current text's 0.67"
+    assert (note in proposals[2].fields["feedback"] and "- Never shout at the reader" in proposals[2].fields["feedback"]) is climbed
+    assert split_rules(result.subsets[0].best_candidate["self"])[1] == [RULE]
+
+
 def test_raw_feedback_skips_the_critic_and_shows_the_proposer_the_runs(task_lm):
     opt = FakeLM(rule_optimizer)
 
