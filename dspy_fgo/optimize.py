@@ -168,7 +168,7 @@ def _not_kept(proposal: Proposal, changed: tuple[str, ...], after: float | None,
     if climbed_back:
         return Tried({n: proposal.proposed[n] for n in changed if n in proposal.proposed},
                      f"scored {after:.2f} on these runs, not above the current text's {best:.2f}")
-    return Tried({n: t for n, t in proposal.proposed.items() if n not in changed} if not changed else {})
+    return Tried({} if changed else dict(proposal.proposed))
 
 
 def _start(run: RunContext, job: Job) -> JobProgress:
