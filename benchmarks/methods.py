@@ -87,6 +87,7 @@ FGO_SWITCHES: dict[str, dict[str, Any]] = {
     "prune": {"prune_rules": True}, "noprune": {"prune_rules": False}, "pruneall": {"prune_rules": "all"},
     "pick1": {"valset_candidates": 1}, "pick4": {"valset_candidates": 4},
     "pickall": {"valset_candidates": 1000},  # every node of the merge tree, as far as the budget goes
+    "reserve": {"reserve_candidates": True},  # the valset candidates' runs kept up front (compat.valset_reservation)
     "byfailure": {"partition": "failures"}, "byrandom": {"partition": "random"},  # FGO only (the baselines do not divide)
     "instructions": {"components": "instructions"}, "alltexts": {"components": "all"},  # tool texts off / on
     "rounds": {"rounds": True}, "onepass": {"rounds": False},  # FGO only: a large budget in rounds, or one pass

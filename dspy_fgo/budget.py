@@ -88,6 +88,7 @@ class Budget(Shippable):
         self.stopped: str | None = None  # the first reason the guard refused work
         self._in_flight = {"calls": 0, "metric_calls": 0}
         self._reserved_examples = 0  # example runs kept for the final valset check
+        self.valset_reserved = 0  # how many were kept up front
         self._task_runs = 0  # example runs finished, to estimate the cost of a reserved run
         self.stage = "setup"  # the pipeline's current stage (stages run one after another)
         self.stages: dict[str, dict[str, RoleUsage]] = {}  # usage per stage and role
@@ -149,12 +150,13 @@ class Budget(Shippable):
     def reserve(self, examples: int) -> None:
         """Keep ``examples`` program runs (the final valset check) out of reach of the optimization."""
         with self._lock:
-            self._reserved_examples = examples
+            self._reserved_examples = self.valset_reserved = examples
 
-    def fits(self, examples: int) -> bool:
-        """Whether ``examples`` more program runs fit every limit now, beside what is reserved."""
+    def fits(self, examples: int, reserved: bool = False) -> bool:
+        """Whether ``examples`` more program runs fit every limit now, beside what is reserved (``reserved``:
+        within it)."""
         with self._lock:
-            return self._refusal(max(1, round(examples * self._calls_per_run())), examples, False) is None
+            return self._refusal(max(1, round(examples * self._calls_per_run())), examples, reserved) is None
 
     def _calls_per_run(self) -> float:
         task = self.roles.get("task")
@@ -252,6 +254,7 @@ class Budget(Shippable):
                 "context_trims": self.trims,
                 "limits": dict(self.limits),
                 "stopped": self.stopped,
+                "valset_reserved": self.valset_reserved,
                 "stages": {stage: {"metric_calls": self.stage_metric_calls.get(stage, 0),
                                    "roles": {r: asdict(u) for r, u in roles.items()}}
                            for stage, roles in {**{s: {} for s in self.stage_metric_calls}, **self.stages}.items()},

@@ -25,6 +25,8 @@ E that fits (at least 1). When not even E = 1 fits the whole trainset, FGO optim
 through its subsets. With ``prune_rules=True`` the plan keeps one more back-test of the union per level
 (N * L * s) for the rule ablation, taken from the steps beyond the first (``auto`` adds it to its budget, still
 at most GEPA's); pruning itself never spends what the merges above it are planned to need (``prune.py``).
+With ``reserve_candidates=True`` the guard also keeps (k - 1) * V for the valset check's other candidates
+(``valset_candidates=k``), as far as the budget covers them beyond one step per subset (``valset_reservation``).
 The guard holds the budget in every case (a run overshoots by at most the runs in flight).
 """
 
@@ -121,6 +123,20 @@ def metric_calls(n_train: int, n_val: int, epochs: int, levels: int, share: floa
     """The budget formula (module docstring; ``share``: s, the planned share of each union back-test)."""
     unchecked = math.ceil(n_train * (1 - share)) if levels and not n_val else 0  # the root's rest, without a valset
     return n_train * (epochs + 1) + math.ceil(2 * n_train * levels * share) + 2 * n_val + unchecked
+
+
+def valset_reservation(limit: int | None, n_train: int, n_val: int, levels: int, candidates: int = 1,
+                       prune: bool = False, share: float = 1.0) -> int:
+    """Valset runs the budget keeps out of the optimization's reach for the final check: the seed and the root
+    (2 * V) and, for ``candidates`` > 1, up to ``candidates - 1`` more nodes (V each), as many as the budget
+    covers beyond one step per subset, the merges and pruning's reserve (0 without a valset)."""
+    if not n_val:
+        return 0
+    if limit is None or candidates <= 1:
+        return 2 * n_val
+    prune_reserve = math.ceil(n_train * levels * share) if prune else 0
+    room = limit - metric_calls(n_train, n_val, 1, levels, share) - prune_reserve
+    return (2 + max(0, min(candidates - 1, room // n_val))) * n_val
 
 
 def gepa_auto_budget(auto: str, num_predictors: int, n_val: int) -> int | None:

@@ -543,7 +543,7 @@ def _expected(run: RunContext, jobs: Sequence[Job], sizes: _Sizes, f0: float, fi
     limit = run.budget.limits.get("max_metric_calls")
     changed = 1 - math.prod(1 - leaf.changed for leaf in leaves)  # P(the run changed anything)
     if limit is not None and pruning:  # pruning stops where the budget does (prune.py), the valset check kept
-        reserve = 2 * len(run.valset) * changed if run.valset else 0.0
+        reserve = max(run.budget.valset_reserved, 2 * len(run.valset)) * changed if run.valset else 0.0
         share = min(1.0, max(0.0, limit - metric - reserve) / pruning)
         pruning, pruning_grown = pruning * share, pruning_grown * share
     metric, grown = metric + pruning, grown + pruning_grown
@@ -554,7 +554,8 @@ def _expected(run: RunContext, jobs: Sequence[Job], sizes: _Sizes, f0: float, fi
         metric += 2 * len(run.valset) * changed
         grown += len(run.valset) * changed * root.growth * texts
         extra = min(run.valset_candidates - 1, max(0, 2 * len(leaves) - 2)) * len(run.valset) * changed
-        extra = extra if limit is None else max(0.0, min(extra, limit - metric))  # on what the run left
+        kept = max(0, run.budget.valset_reserved - 2 * len(run.valset)) * changed  # reserve_candidates=True
+        extra = extra if limit is None else max(0.0, min(extra, max(kept, limit - metric)))  # on what is left
         metric += extra
         grown += extra * _mean([m.growth for m in leaves] or [0.0]) * texts
     return roles, metric, grown

@@ -30,6 +30,7 @@ from .compat import (
     plan,
     reject_unknown,
     split_known_knobs,
+    valset_reservation,
 )
 from .context import ErrorLog, LMFailedError, RunContext
 from .divide import DivideSchedule, resolve_num_subsets, sample_indices
@@ -109,6 +110,7 @@ class TextGradOptimizer(Teleprompter):
         backtest: str = "full",
         prune_rules: bool | str | None = None,
         valset_candidates: int = 4,
+        reserve_candidates: bool = False,
         estimate: bool = True,
         **unknown: Any,
     ):
@@ -172,7 +174,7 @@ class TextGradOptimizer(Teleprompter):
         self.feedback, self.update, self.acceptance, self.check_format = feedback, update, acceptance, check_format
         self.check_grounding, self.evidence = check_grounding, evidence
         self.backtest, self.prune_rules, self.valset_candidates = backtest, prune_rules, valset_candidates
-        self.estimate = estimate
+        self.reserve_candidates, self.estimate = reserve_candidates, estimate
 
     @property
     def reflection_lm(self) -> dspy.LM | None:
@@ -318,7 +320,7 @@ class TextGradOptimizer(Teleprompter):
                         f"{name}={limit} does not cover the final valset check ({2 * len(valset)} program runs: "
                         f"the seed and the optimized program on {len(valset)} examples) and the optimization: "
                         f"raise {name} or pass a smaller valset.")
-            budget.reserve(2 * len(valset))
+            budget.reserve(self._valset_reservation(len(trainset), len(valset), limit))
         budget.open_progress(limit, f"{self.method}")
         run = RunContext(student, tuple(trainset), tuple(valset) if valset is not None else None, metric, lms, seed,
                          self.method, budget, ErrorLog(collect_secrets(lms.values())), checkpoint, self.num_threads,
@@ -359,6 +361,13 @@ class TextGradOptimizer(Teleprompter):
                        "['trainset_sample'] says which)", self.method, limit, epochs, fit, n, fit,
                        f" stratified by {field!r}" if field else "")
         return [trainset[i] for i in picked], epochs, limit, {"of": n, "indices": picked}
+
+    def _valset_reservation(self, n_train: int, n_val: int, limit: int | None) -> int:
+        """Valset runs kept for the final check (``compat.valset_reservation``): the seed and the root, and with
+        ``reserve_candidates`` the other candidates as far as the budget covers them."""
+        k = self.valset_candidates if self.reserve_candidates else 1
+        return valset_reservation(limit, n_train, n_val, self.merge_levels(n_train), k, bool(self.prune_rules),
+                                  backtest_share(self.backtest))
 
     def _examples(self, data: Any, name: str, input_keys: Sequence[str] | None) -> list[dspy.Example]:
         if data is None:
@@ -415,7 +424,7 @@ class TextGradOptimizer(Teleprompter):
         """What decides the run's results (not threads, budgets, timeouts, retries or where it logs)."""
         ignore = {"log_dir", "num_threads", "budgets", "timeout", "max_retries", "executor", "auto", "max_full_evals",
                   "track_stats", "track_best_outputs", "use_mlflow", "estimate",
-                  "valset_candidates",  # the valset scores are stored per candidate
+                  "valset_candidates", "reserve_candidates",  # the valset scores are stored per candidate
                   "rounds"}  # a round's own epochs (and log_dir) tell it apart from a one-pass run
         if self.backtest == "full":  # the default leaves the fingerprints of older log_dirs as they were
             ignore.add("backtest")

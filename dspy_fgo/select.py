@@ -4,7 +4,8 @@ The merge tree passes up, at every level, the better of a merge and its best mem
 the best optimized node by the run's own back-tests; it is compared with the seed on the valset (inside
 the budget: the check was reserved up front, and its scores are checkpointed), or without a valset on
 the union back-test over the trainset. With ``valset_candidates=k`` the valset check also scores up to
-k-1 other nodes of the tree (best back-test score first), as far as what is left of the budget allows:
+k-1 other nodes of the tree (best back-test score first), as far as what is left of the budget allows
+(``reserve_candidates=True`` reserves their runs up front, as far as the budget covers them):
 with a small task LM, scores on a few subset examples predict the valset poorly. The best valset score
 wins; ties go to the seed, then to the node scored first.
 """
@@ -83,11 +84,11 @@ def _valset_choice(run: RunContext, root: MergeNode, threads: int):
     scores, best, best_score = {"seed": seed, "optimized": opt}, root, opt
     for node in valset_nodes(root, run.seed, run.valset_candidates)[1:]:
         stored = run.checkpoint.load_val(node.candidate) if run.checkpoint is not None else None
-        if stored is None and not run.budget.fits(len(run.valset)):
+        if stored is None and not run.budget.fits(len(run.valset), reserved=True):
             logger.info("valset check: what is left of the budget does not cover node %d", node.node_id)
             break
-        try:  # beyond the reserved check: only what the optimization left of the budget
-            score = _score_on(run, node.candidate, run.valset, False, threads)
+        try:  # what is left of the reservation (reserve_candidates=True), then what the optimization left
+            score = _score_on(run, node.candidate, run.valset, True, threads)
         except BudgetExhausted as exc:
             logger.info("valset check: node %d not scored (%s)", node.node_id, exc.reason)
             break

@@ -16,8 +16,9 @@ import pytest
 from fakes import RULE, FakeLM, exact_metric, rule_optimizer, uppercase_task, word_examples
 
 from dspy_fgo import FGO, PAPER_SETTINGS, LMFailedError, save_program
-from dspy_fgo.budget import count_tokens
+from dspy_fgo.budget import Budget, count_tokens
 from dspy_fgo.candidate import Candidate
+from dspy_fgo.compat import valset_reservation
 from dspy_fgo.merge import MergeNode
 from dspy_fgo.select import valset_nodes
 
@@ -329,7 +330,7 @@ def test_a_bad_merge_is_not_returned_when_its_members_are_better(with_valset):
     assert result.final_choice == "optimized" and result.selected == result.merge_root.node_id
 
 
-def _poisoned_merge_run(valset_candidates, max_metric_calls=None):
+def _poisoned_merge_run(valset_candidates, max_metric_calls=None, reserve_candidates=False):
     """Two subsets find the rule; the merge adds a phrase that breaks the valset only: the root is the merge
     (an LM merge: update="rewrite"; a rules merge is a union of the subsets' rules, without an LM call)."""
     def task(request):
@@ -348,7 +349,8 @@ def _poisoned_merge_run(valset_candidates, max_metric_calls=None):
 
     with dspy.context(lm=FakeLM(task)):
         return FGO(metric=exact_metric, optimizer_lm=FakeLM(opt_handler), num_subsets=2, epochs=1, num_threads=1,
-                   update="rewrite", valset_candidates=valset_candidates, max_metric_calls=max_metric_calls).compile(
+                   update="rewrite", valset_candidates=valset_candidates, max_metric_calls=max_metric_calls,
+                   reserve_candidates=reserve_candidates).compile(
             predict(), trainset=word_examples(12), valset=val()).fgo_result
 
 
@@ -369,6 +371,28 @@ def test_extra_valset_candidates_use_only_what_the_budget_left():
     assert not any(k.startswith("node") for k in tight.val_scores) and tight.final_choice == "seed"
     roomy = _poisoned_merge_run(3, max_metric_calls=60)
     assert roomy.accounting["metric_calls"] <= 60 and roomy.final_choice == "optimized"
+
+
+def test_reserve_candidates_keeps_their_valset_runs_only_beyond_one_step_per_subset():
+    # bookings at 30 train / 20 val, two merge levels, pruning: one step per subset plans 220 + 60 metric calls
+    assert valset_reservation(250, 30, 20, 2, candidates=4, prune=True) == 40  # no room: the seed and the root
+    assert valset_reservation(300, 30, 20, 2, candidates=4, prune=True) == 60  # room for one more candidate
+    assert valset_reservation(750, 30, 20, 2, candidates=4, prune=True) == 100  # for all four
+    assert valset_reservation(750, 30, 20, 2, candidates=1) == 40 and valset_reservation(750, 30, 0, 2, 4) == 0
+    # the run keeps them: 12 training / 3 validation, one level: one step per subset plans 54 metric calls
+    assert _poisoned_merge_run(3, 60).accounting["valset_reserved"] == 6
+    roomy = _poisoned_merge_run(3, 60, reserve_candidates=True)
+    assert roomy.accounting["valset_reserved"] == 12 and roomy.final_choice == "optimized"
+    assert roomy.accounting["metric_calls"] <= 60
+
+
+def test_reserved_runs_are_out_of_reach_until_asked_for_as_reserved():
+    budget = Budget(max_metric_calls=100)
+    budget.reserve(60)
+    assert budget.fits(40) and not budget.fits(41) and budget.fits(41, reserved=True)
+    with pytest.raises(Exception, match="60 valset runs reserved"):
+        with budget.acquire("task", examples=41):
+            pass
 
 
 def test_valset_nodes_skip_the_seed_and_duplicates_and_rank_by_score():
