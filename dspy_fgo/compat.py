@@ -125,6 +125,11 @@ def metric_calls(n_train: int, n_val: int, epochs: int, levels: int, share: floa
     return n_train * (epochs + 1) + math.ceil(2 * n_train * levels * share) + 2 * n_val + unchecked
 
 
+def prune_reserve(n_train: int, levels: int, share: float, prune: bool) -> int:
+    """Metric calls the plan keeps for the rule ablation: one more back-test of the union per level (N * L * s)."""
+    return math.ceil(n_train * levels * share) if prune else 0
+
+
 def valset_reservation(limit: int | None, n_train: int, n_val: int, levels: int, candidates: int = 1,
                        prune: bool = False, share: float = 1.0) -> int:
     """Valset runs the budget keeps out of the optimization's reach for the final check: the seed and the root
@@ -134,8 +139,7 @@ def valset_reservation(limit: int | None, n_train: int, n_val: int, levels: int,
         return 0
     if limit is None or candidates <= 1:
         return 2 * n_val
-    prune_reserve = math.ceil(n_train * levels * share) if prune else 0
-    room = limit - metric_calls(n_train, n_val, 1, levels, share) - prune_reserve
+    room = limit - metric_calls(n_train, n_val, 1, levels, share) - prune_reserve(n_train, levels, share, prune)
     return (2 + max(0, min(candidates - 1, room // n_val))) * n_val
 
 
@@ -166,7 +170,7 @@ def metric_call_limit(max_metric_calls: int | None, max_full_evals: int | None, 
 def plan(auto: str | None, max_metric_calls: int | None, max_full_evals: int | None, epochs: int | None,
          n_train: int, n_val: int, levels: int, prune: bool = False, share: float = 1.0) -> tuple[int, int | None]:
     """(epochs, max_metric_calls) for one run (``prune``: keep N * L * s for the rule ablation; ``share``: s)."""
-    reserve = math.ceil(n_train * levels * share) if prune else 0
+    reserve = prune_reserve(n_train, levels, share, prune)
     if auto is not None:
         e = epochs if epochs is not None else AUTO_EPOCHS[auto]
         return e, metric_calls(n_train, n_val, AUTO_EPOCHS[auto], levels, share) + reserve

@@ -16,7 +16,7 @@ import pytest
 from fakes import RULE, FakeLM, exact_metric, rule_optimizer, uppercase_task, word_examples
 
 from dspy_fgo import FGO, PAPER_SETTINGS, LMFailedError, save_program
-from dspy_fgo.budget import Budget, count_tokens
+from dspy_fgo.budget import Budget, BudgetExhausted, count_tokens
 from dspy_fgo.candidate import Candidate
 from dspy_fgo.compat import valset_reservation
 from dspy_fgo.merge import MergeNode
@@ -390,7 +390,7 @@ def test_reserved_runs_are_out_of_reach_until_asked_for_as_reserved():
     budget = Budget(max_metric_calls=100)
     budget.reserve(60)
     assert budget.fits(40) and not budget.fits(41) and budget.fits(41, reserved=True)
-    with pytest.raises(Exception, match="60 valset runs reserved"):
+    with pytest.raises(BudgetExhausted, match="60 valset runs reserved"):
         with budget.acquire("task", examples=41):
             pass
 
