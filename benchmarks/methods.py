@@ -50,23 +50,32 @@ def _batch_size(ctx: MethodContext) -> int:
     return ctx.batch_size or max(1, len(ctx.trainset) // 4)
 
 
-def run_fgo(ctx: MethodContext, **options: Any) -> dspy.Module:
+def fgo_optimizer(ctx: MethodContext, **options: Any) -> FGO:
     options = {"partition": ctx.partition, "num_subsets": ctx.num_subsets, **options}  # a switch may divide otherwise
-    return FGO(**_textgrad_kwargs(ctx), **options).compile(ctx.program, trainset=ctx.trainset, valset=ctx.valset)
+    return FGO(**_textgrad_kwargs(ctx), **options)
 
 
-def run_all_at_once(ctx: MethodContext, **options: Any) -> dspy.Module:
-    return AllAtOnce(**_textgrad_kwargs(ctx), **options).compile(ctx.program, trainset=ctx.trainset, valset=ctx.valset)
+def all_at_once_optimizer(ctx: MethodContext, **options: Any) -> AllAtOnce:
+    return AllAtOnce(**_textgrad_kwargs(ctx), **options)
 
 
-def run_batch_wise(ctx: MethodContext, **options: Any) -> dspy.Module:
-    return BatchWise(batch_size=_batch_size(ctx), **_textgrad_kwargs(ctx), **options).compile(
-        ctx.program, trainset=ctx.trainset, valset=ctx.valset)
+def batch_wise_optimizer(ctx: MethodContext, **options: Any) -> BatchWise:
+    return BatchWise(batch_size=_batch_size(ctx), **_textgrad_kwargs(ctx), **options)
 
 
-def run_bootstrapping(ctx: MethodContext, **options: Any) -> dspy.Module:
-    return Bootstrapping(batch_size=_batch_size(ctx), **_textgrad_kwargs(ctx), **options).compile(
-        ctx.program, trainset=ctx.trainset, valset=ctx.valset)
+def bootstrapping_optimizer(ctx: MethodContext, **options: Any) -> Bootstrapping:
+    return Bootstrapping(batch_size=_batch_size(ctx), **_textgrad_kwargs(ctx), **options)
+
+
+def _compiled(build: Callable[..., FGO]) -> Callable[..., dspy.Module]:
+    """The method that compiles ``ctx.program`` with the optimizer ``build(ctx, **options)`` makes."""
+    def run(ctx: MethodContext, **options: Any) -> dspy.Module:
+        return build(ctx, **options).compile(ctx.program, trainset=ctx.trainset, valset=ctx.valset)
+    return run
+
+
+run_fgo, run_all_at_once = _compiled(fgo_optimizer), _compiled(all_at_once_optimizer)
+run_batch_wise, run_bootstrapping = _compiled(batch_wise_optimizer), _compiled(bootstrapping_optimizer)
 
 
 # FGO's mechanisms for the ablation (issue 16): "fgo+rules+tie+raw" is FGO with these options set over
@@ -94,6 +103,10 @@ FGO_SWITCHES: dict[str, dict[str, Any]] = {
 }
 
 
+VARIANT_BUILDERS: dict[str, Callable[..., FGO]] = {
+    "fgo": fgo_optimizer, "all-at-once": all_at_once_optimizer, "batch-wise": batch_wise_optimizer,
+    "bootstrapping": bootstrapping_optimizer,
+}
 VARIANT_HEADS: dict[str, Callable[..., dspy.Module]] = {
     "fgo": run_fgo, "all-at-once": run_all_at_once, "batch-wise": run_batch_wise, "bootstrapping": run_bootstrapping,
 }
@@ -101,8 +114,8 @@ VARIANT_OPTIMIZERS: dict[str, type] = {"fgo": FGO, "all-at-once": AllAtOnce, "ba
                                        "bootstrapping": Bootstrapping}
 
 
-def fgo_variant(name: str) -> Callable[[MethodContext], dspy.Module] | None:
-    """The factory of a variant named ``<head>+<switch>+...`` (a head of ``VARIANT_HEADS``, switches of
+def variant_options(name: str) -> tuple[str, dict[str, Any]] | None:
+    """(head, options) of a variant named ``<head>+<switch>+...`` (a head of ``VARIANT_HEADS``, switches of
     ``FGO_SWITCHES``), or None. Options the optimizer refuses raise ValueError here, before any LLM call."""
     head, *switches = name.split("+")
     if head not in VARIANT_HEADS or not switches:
@@ -113,7 +126,22 @@ def fgo_variant(name: str) -> Callable[[MethodContext], dspy.Module] | None:
     base = {**VARIANT_BASE, "rounds": False} if head == "fgo" else VARIANT_BASE  # rounds came on 2026-12-04
     options = {**base, **{k: v for s in switches for k, v in FGO_SWITCHES[s].items()}}
     VARIANT_OPTIMIZERS[head](**options)  # its checks, now rather than after the methods listed before it
+    return head, options
+
+
+def fgo_variant(name: str) -> Callable[[MethodContext], dspy.Module] | None:
+    """The factory of the variant ``name`` (see :func:`variant_options`), or None."""
+    parsed = variant_options(name)
+    if parsed is None:
+        return None
+    head, options = parsed
     return lambda ctx: VARIANT_HEADS[head](ctx, **options)
+
+
+def variant_optimizer(name: str, ctx: MethodContext) -> FGO | None:
+    """The optimizer the variant ``name`` compiles with, for ``ctx`` (None: not a variant)."""
+    parsed = variant_options(name)
+    return None if parsed is None else VARIANT_BUILDERS[parsed[0]](ctx, **parsed[1])
 
 
 def run_miprov2(ctx: MethodContext) -> dspy.Module:

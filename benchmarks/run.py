@@ -196,11 +196,7 @@ def main(argv=None) -> dict[str, Any]:
     missing = missing_dependencies(args.methods.split(","))
     if missing:
         sys.exit("Missing before any method runs: " + "; ".join(missing) + ' (pip install -e ".[bench]")')
-    options = {"metric": args.metric} if args.metric else {}
-    if args.feedback:
-        options["feedback"] = args.feedback
-    task = load_task(args.task, train=args.train, val=args.val, test=args.test, seed=args.data_seed,
-                     profile=args.profile, program=args.program, **options)
+    task = load_task_of(args)
     tag = f"{args.task}-{args.task_lm}-{args.optimizer_lm}".replace(":", "_").replace("/", "_")
     out_dir = Path(args.out or Path("benchmarks/results") / tag)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -219,10 +215,7 @@ def main(argv=None) -> dict[str, Any]:
                 log_dir = out_dir / f"{name}-seed{seed}.checkpoints"
                 forked = (fork_from(Path(args.fork_dir or out_dir), args.fork_subsets_of, seed, log_dir)
                           if args.fork_subsets_of else None)
-                ctx = MethodContext(task.program_factory(), task.train, task.val or None, task.metric, task.feedback_metric,
-                                    task_lm, optimizer_lm, seed, epochs=args.epochs, num_threads=args.num_threads,
-                                    auto=args.auto, hand_written=task.hand_written_program(),
-                                    max_metric_calls=args.max_metric_calls, log_dir=str(log_dir))
+                ctx = method_context(task, args, task_lm, optimizer_lm, seed, str(log_dir))
                 logger.info("=== %s ===", key)
                 run = run_method(name, ctx, task.test, task.metric, out_dir)
                 if forked is not None:
@@ -240,6 +233,24 @@ def main(argv=None) -> dict[str, Any]:
         if server is not None:
             server.stop()
     return results
+
+
+def load_task_of(args: argparse.Namespace):
+    """The task (data split, program, metrics) ``args`` name."""
+    options = {"metric": args.metric} if args.metric else {}
+    if args.feedback:
+        options["feedback"] = args.feedback
+    return load_task(args.task, train=args.train, val=args.val, test=args.test, seed=args.data_seed,
+                     profile=args.profile, program=args.program, **options)
+
+
+def method_context(task, args: argparse.Namespace, task_lm, optimizer_lm, seed: int,
+                   log_dir: str | None) -> MethodContext:
+    """What a method gets for ``task`` at ``seed``: the same data, LMs and budget for every method."""
+    return MethodContext(task.program_factory(), task.train, task.val or None, task.metric, task.feedback_metric,
+                         task_lm, optimizer_lm, seed, epochs=args.epochs, num_threads=args.num_threads,
+                         auto=args.auto, hand_written=task.hand_written_program(),
+                         max_metric_calls=args.max_metric_calls, log_dir=log_dir)
 
 
 def fork_from(source_dir: Path, source: str, seed: int, log_dir: Path) -> dict[str, Any]:

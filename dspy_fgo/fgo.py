@@ -14,7 +14,7 @@ import inspect
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dspy
 from dspy.teleprompt import Teleprompter
@@ -44,6 +44,9 @@ from .rollout import check_metric
 from .rounds import compile_in_rounds, round_epochs
 from .select import select_and_record
 from .tracking import RunTracker
+
+if TYPE_CHECKING:
+    from .estimate import CostEstimate
 
 logger = logging.getLogger("dspy." + __name__)
 
@@ -250,10 +253,39 @@ class TextGradOptimizer(Teleprompter):
         tracker.finish(program.fgo_result)
         return program
 
+    def estimate_cost(self, student: dspy.Module, trainset: Sequence[dspy.Example] | Any = None,
+                      metric: Callable | None = None, *, valset: Sequence[dspy.Example] | Any = None,
+                      input_keys: Sequence[str] | None = None) -> CostEstimate:
+        """What ``compile`` with the same arguments is expected to spend, without running it: the plan, a
+        pilot (the seed program on a few training examples: task-LM calls only) and the documented
+        assumptions (``estimate.py``). ``print(estimate.table())`` shows it; ``estimate.to_dict()`` keeps it.
+        Checkpoints (``log_dir``) are neither read nor written; the first pass of ``rounds=True``."""
+        log_dir, self.log_dir = self.log_dir, None
+        try:
+            run = self.build_context(student, trainset, metric, valset, input_keys)
+        finally:
+            self.log_dir = log_dir
+        try:
+            schedule = self.schedule(run.epochs)
+            if not hasattr(schedule, "plan"):
+                raise ValueError(f"{type(self).__name__}'s schedule has no plan to estimate")
+            return self._estimate_plan(run, schedule, self.num_threads)
+        finally:
+            run.budget.close_progress()
+
+    def _estimate_plan(self, run: RunContext, schedule: Any, threads: int) -> CostEstimate:
+        """The cost estimate of ``schedule``'s plan for ``run`` (a pilot on the seed first)."""
+        from .estimate import estimate_run
+
+        run.budget.set_stage("estimate")
+        jobs = schedule.plan(run, run.epochs)
+        return estimate_run(run, jobs, self.merge_levels(len(run.trainset)),
+                            merge_threshold=self.merge_group_limit(len(jobs)), threads=threads,
+                            divide_by_failures=getattr(schedule, "partition", None) == "failures")
+
     def _estimate(self, run: RunContext, schedule: Any, threads: int) -> None:
         """Log the cost estimate (``estimate.py``) and keep it in the accounting. Its pilot's runs of the seed
         are the first step's (reused, not repeated); a resumed run makes none (its first run did)."""
-        from .estimate import estimate_run
         from .rollout import MetricContractError
 
         if run.checkpoint is not None and run.checkpoint.spent() is not None:
@@ -261,12 +293,8 @@ class TextGradOptimizer(Teleprompter):
             return
         if not hasattr(schedule, "plan"):
             return
-        run.budget.set_stage("estimate")
         try:
-            jobs = schedule.plan(run, run.epochs)
-            estimate = estimate_run(run, jobs, self.merge_levels(len(run.trainset)),
-                                    merge_threshold=self.merge_group_limit(len(jobs)), threads=threads,
-                                    divide_by_failures=getattr(schedule, "partition", None) == "failures")
+            estimate = self._estimate_plan(run, schedule, threads)
         except (LMFailedError, MetricContractError, KeyboardInterrupt):
             raise
         except Exception as exc:  # the estimate informs; it never stops a run

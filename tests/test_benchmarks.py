@@ -193,3 +193,27 @@ def test_held_out_scoring_calls_a_program_again_after_a_transient_error_and_scor
     examples = [dspy.Example(question=q, answer=q.upper()).with_inputs("question") for q in ("ok", "flaky", "broken")]
     scores, _ = score_program(program, examples, exact_metric, FakeLM(lambda request: {}), num_threads=1)
     assert scores == [1.0, 1.0, 0.0] and calls["flaky"] == 2
+
+
+def test_estimate_check_replays_a_stored_runs_estimate_and_skips_what_it_cannot_rebuild(tmp_path, monkeypatch):
+    """benchmarks.estimate_check: the run rebuilt from its command gets the estimate it printed itself (same
+    code, data and LMs), set against what it spent; forked runs and DSPy's optimizers are skipped."""
+    from benchmarks import estimate_check
+
+    ctx, task, opt = _ctx()
+    run_method("fgo+rules+tie", ctx, word_examples(12)[8:], exact_metric, tmp_path)
+    (tmp_path / "gepa-seed0.fgo.json").write_text("{}")
+    command = "python -m benchmarks.run --task tracking --methods fgo+rules+tie --seeds 0"
+    runs = {"fgo+rules+tie/seed0": {"command": command}, "gepa/seed0": {"command": command},
+            "fgo+rules+tie/seed1": {"command": command + " --fork-subsets-of fgo+rules+tie"}}
+    (tmp_path / "fgo+rules+tie-seed1.fgo.json").write_text("{}")
+    (tmp_path / "results.json").write_text(json.dumps({"runs": runs}))
+    monkeypatch.setattr(estimate_check, "resolve_lms", lambda *args: (task, opt, None))
+    monkeypatch.setattr(estimate_check, "load_task_of", lambda args: None)
+    monkeypatch.setattr(estimate_check, "method_context", lambda task, args, *rest: _ctx()[0])
+    rows = estimate_check.main([str(tmp_path)])
+    assert [row["run"] for row in rows] == ["fgo+rules+tie/seed0"]
+    stored = json.loads((tmp_path / "fgo+rules+tie-seed0.fgo.json").read_text())["accounting"]["estimate"]
+    assert rows[0]["estimate"] == stored and rows[0]["ratios"] == rows[0]["stored_ratios"]
+    assert rows[0]["actual"]["metric_calls"] > 0 and rows[0]["ratios"]["metric calls"] > 0
+    assert json.loads((tmp_path / "estimate_check.json").read_text())["rows"] == rows

@@ -294,3 +294,21 @@ def test_a_half_back_test_is_estimated_at_half_the_runs_and_without_a_valset_add
     assert metric_calls("full", valset=False, limit=limit) == pytest.approx(limit)
     limit = math.floor(metric_calls("half", valset=False)) - 5
     assert limit < metric_calls("half", valset=False, limit=limit) <= limit + 6
+
+
+def test_estimate_cost_says_what_compile_will_record_without_running_it(lms, tmp_path):
+    """FGO.estimate_cost: the pilot on the seed only (12 task calls, no optimizer call, no checkpoint), and the
+    same estimate that compile() then records for the same arguments."""
+    task, opt = lms
+    log_dir = tmp_path / "ckpt"
+    fgo = FGO(metric=exact_metric, optimizer_lm=opt, num_threads=2, num_subsets=4, epochs=2, log_dir=str(log_dir))
+    program, train, val = dspy.Predict("question -> answer"), word_examples(12), word_examples(16)[12:]
+    estimate = fgo.estimate_cost(program, trainset=train, valset=val)
+    assert isinstance(estimate, CostEstimate)
+    assert (task.calls, opt.calls) == (12, 0) and not log_dir.exists()
+    assert fgo.log_dir == str(log_dir)  # restored for compile
+    recorded = fgo.compile(program, trainset=train, valset=val).fgo_result.accounting["estimate"]
+    assert recorded == estimate.to_dict()
+    with pytest.raises(ValueError, match="No metric"):
+        FGO(optimizer_lm=opt).estimate_cost(program, trainset=train)
+
