@@ -16,7 +16,8 @@ Three sources, from exact to assumed:
    counts their tokens, without calling any optimizer-side LM: the prompt side is then accurate up to
    how typical the pilot's examples are, and up to the critiques' length inside the proposals' feedback.
 3. **Assumptions** (documented constants below): how long an LM reply is (a critique, a rewrite, a few
-   rules, a summary, a merge) and how fast failures go away over the steps (:data:`FIX_RATE`). A later
+   rules, a summary, a merge), how fast failures go away over the steps (:data:`FIX_RATE`) and how often a
+   later step's rules are new and kept (:data:`LATER_RUN_SHARE`, :data:`LATER_KEEP_SHARE`). A later
    step, a skipped step (every run perfect, ``skip_perfect_score``) and a merge whose members differ
    follow from the failure rate under that assumption.
 
@@ -70,11 +71,18 @@ PROPOSAL_GROWTH = 60  # a rewrite returns the current text and about this many t
 RULE_TOKENS, RULES_PER_STEP = 35, 2  # update="rules": a reply of 1 to 3 one-sentence rules
 LESSONS_TOKENS = 150  # a summary of one part of a step's feedback that did not fit the window
 VERSION_HEADER_TOKENS = 15  # "Version i: optimized on n examples (categories), score s"
-# Each step fixes this share of the failures left (the step after a proposal critiques the proposal's runs).
-# It decides the later steps' critiques and how often a step is skipped as perfect. Measured on the stored
-# tracking runs (qwen1.5b proposing for qwen0.5b): 0.03 to 0.30 per step, 0.12 pooled over 184 failures;
-# 0.5, assumed before, made later steps' prompts look smaller than they were (optimizer prompts x1.5).
+# A step whose proposal is kept fixes this share of the failures left (the step after a proposal critiques
+# the proposal's runs). It decides the later steps' critiques and how often a step is skipped as perfect.
+# Measured (qwen1.5b proposing for qwen0.5b): 0.03 to 0.30 per step on the stored tracking runs (0.12 pooled
+# over 184 failures, the critic's code of 2026-12-02); 0.15 assumed until 2026-12-08.
 FIX_RATE = 0.15
+# update="rules", after a subset's first step: the share of steps whose proposal is new and passes the checks
+# (so it runs on the batch), and the share whose rules are kept (the text grows, failures get fixed). Measured
+# on the six bookings runs at 750 metric calls (16 steps per subset, 2026-12-04..07): the first step's
+# proposal ran in 36 of 36 subsets and was kept in 34; of the 540 later steps 142 ran (0.26) and 35 were kept
+# (0.065): the proposer mostly repeats the rules the text holds. Assumed 1 for every step until 2026-12-08,
+# which made a 16-step run's texts grow by 32 rules and its task prompt tokens x4 the actual.
+LATER_RUN_SHARE, LATER_KEEP_SHARE = 0.26, 0.065
 
 
 # ----- the estimate ------------------------------------------------------------------------------------
@@ -459,7 +467,8 @@ def estimate_run(run: RunContext, jobs: Sequence[Job], levels: int, *, merge_thr
                "note": pilot.note},
         assumptions={"critique_tokens": CRITIQUE_TOKENS, "proposal_growth": PROPOSAL_GROWTH,
                      "rule_tokens": RULE_TOKENS, "rules_per_step": RULES_PER_STEP, "lessons_tokens": LESSONS_TOKENS,
-                     "fix_rate": FIX_RATE})
+                     "fix_rate": FIX_RATE, "later_run_share": LATER_RUN_SHARE,
+                     "later_keep_share": LATER_KEEP_SHARE})
     estimate.warnings = budget_warnings(estimate, pilot)
     return estimate
 
@@ -468,7 +477,7 @@ def _expected(run: RunContext, jobs: Sequence[Job], sizes: _Sizes, f0: float, fi
               merge_threshold: int | None, divide_by_failures: bool) -> tuple[dict[str, RoleEstimate], float, float]:
     """Expected optimizer-side usage per role, metric calls, and the task prompt tokens those runs add to the
     pilot's (the candidates' texts grow with each step), when the seed fails a share ``f0`` of its runs and
-    each step fixes a share ``fix_rate`` of the failures left."""
+    each step whose proposal is kept fixes a share ``fix_rate`` of the failures left."""
     roles = {role: RoleEstimate() for role in OPTIMIZER_SIDE}
     ev, opt, mrg = roles["evaluator"], roles["optimizer"], roles["merge"]
     rules = run.update == "rules"
@@ -485,10 +494,10 @@ def _expected(run: RunContext, jobs: Sequence[Job], sizes: _Sizes, f0: float, fi
 
     leaves = []
     for job in jobs:
-        growth, changed, previous_runs, previous = 0.0, 0.0, 1.0, None
+        growth, changed, previous_runs, previous, f = 0.0, 0.0, 1.0, None, f0
         for step, batch in enumerate(job.batches):
             s = len(batch)
-            f = f0 * (1 - fix_rate) ** step  # the candidate carries over: so do its fixes
+            tried, kept = (LATER_RUN_SHARE, LATER_KEEP_SHARE) if rules and step else (1.0, 1.0)
             runs = 1 - (1 - f) ** s if run.skip_perfect_score else 1.0  # the step is not skipped as perfect
             if job.keep_best and step and list(batch) == previous:
                 runs *= previous_runs  # the last step's runs again: a skipped step stays skipped
@@ -514,10 +523,11 @@ def _expected(run: RunContext, jobs: Sequence[Job], sizes: _Sizes, f0: float, fi
                 reply = step_growth if rules else min(cap, seed_tokens + growth) + PROPOSAL_GROWTH
                 opt.add(runs, sizes.propose[name] + growth + shown, reply)
             if job.keep_best:
-                metric += runs * s  # the proposal's runs on the batch
-                grown += runs * s * (growth + step_growth) * texts
-            growth += runs * step_growth
-            changed = 1 - (1 - changed) * (1 - runs)
+                metric += runs * tried * s  # the proposal's runs on the batch
+                grown += runs * tried * s * (growth + step_growth) * texts
+            growth += runs * kept * step_growth
+            changed = 1 - (1 - changed) * (1 - runs * kept)
+            f *= 1 - fix_rate * kept  # the candidate carries over: so do its fixes
         leaves.append(_Member(len(job.indices), changed, growth))
 
     groups = _merge_groups(leaves, merge_threshold, union=rules)
