@@ -6,8 +6,8 @@ Each run of ``<dir>/results.json`` that is an FGO variant (``fgo+...``, ``batch-
 own command (same task, data, LMs, budget, seed) and estimated with ``FGO.estimate_cost``: a pilot of the seed
 program on a few training examples (task-LM calls only; DSPy's cache answers those a run already made), the plan
 and the assumptions of ``dspy_fgo/estimate.py``. Actual is what the run's record (``<run>.fgo.json``) says it
-spent (its first round with ``rounds=True``); "stored" is the estimate the run itself printed, with the code it ran
-on. Runs whose merges were forked from another run (``--fork-subsets-of``) are skipped. The rows go to ``--out``
+spent; "stored" is the estimate the run itself printed, with the code it ran on. Runs whose merges were forked
+from another run (``--fork-subsets-of``) and runs in rounds (``rounds=True``) are skipped. The rows go to ``--out``
 (default ``<dir>/estimate_check.json``) and a table to the terminal.
 """
 
@@ -65,7 +65,9 @@ def replayable(results: dict[str, Any], directory: Path, methods: set[str] | Non
         args = parse_args(shlex.split(run["command"])[3:])  # "python -m benchmarks.run ..."
         if args.fork_subsets_of or variant_options(name) is None:
             continue
-        out.append((name, int(seed), args, json.loads(record_path.read_text())))
+        record = json.loads(record_path.read_text())
+        if not record.get("rounds"):  # rounds=True: a round's own plan, which estimate_cost does not make
+            out.append((name, int(seed), args, record))
     return out
 
 
@@ -88,9 +90,8 @@ def check(directory: Path, methods: set[str] | None = None, seeds: set[int] | No
             with dspy.context(lm=task_lm):
                 estimate = variant_optimizer(name, ctx).estimate_cost(ctx.program, trainset=ctx.trainset,
                                                                       valset=ctx.valset).to_dict()
-            accounting = record["accounting"]
-            actual = (accounting.get("rounds") or [accounting])[0]
-            stored = accounting.get("estimate") or {}
+            actual = record["accounting"]
+            stored = actual.get("estimate") or {}
             rows.append({"run": f"{name}/seed{seed}", "budget": args.max_metric_calls, "estimate": estimate,
                          "actual": {k: actual.get(k) for k in ("roles", "optimizer_side", "metric_calls")},
                          "ratios": ratios(estimate, actual), "stored_ratios": ratios(stored, actual) if stored else {}})
