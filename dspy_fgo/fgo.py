@@ -10,6 +10,7 @@ budgets, windows, checkpoints, selection).
 
 from __future__ import annotations
 
+import copy
 import inspect
 import logging
 import time
@@ -41,7 +42,7 @@ from .optimize import SubsetResult, optimize_job
 from .persist import Checkpoint, collect_secrets, describe_callable, describe_lm, examples_digest, fingerprint
 from .prune import PRUNE_MODES
 from .rollout import check_metric
-from .rounds import compile_in_rounds, round_epochs
+from .rounds import compile_in_rounds, round_epochs, round_optimizer
 from .select import select_and_record
 from .tracking import RunTracker
 
@@ -259,17 +260,16 @@ class TextGradOptimizer(Teleprompter):
         """What ``compile`` with the same arguments is expected to spend, without running it: the plan, a
         pilot (the seed program on a few training examples: task-LM calls only) and the documented
         assumptions (``estimate.py``). ``print(estimate.table())`` shows it; ``estimate.to_dict()`` keeps it.
-        Checkpoints (``log_dir``) are neither read nor written; the first pass of ``rounds=True``."""
-        log_dir, self.log_dir = self.log_dir, None
+        Checkpoints (``log_dir``) are neither read nor written; with ``rounds=True``, the first round."""
+        epochs = round_epochs(self, *_sizes(trainset, valset))
+        optimizer = copy.copy(self) if epochs is None else round_optimizer(self, 1, epochs)
+        optimizer.log_dir = None
+        run = optimizer.build_context(student, trainset, metric, valset, input_keys)
         try:
-            run = self.build_context(student, trainset, metric, valset, input_keys)
-        finally:
-            self.log_dir = log_dir
-        try:
-            schedule = self.schedule(run.epochs)
+            schedule = optimizer.schedule(run.epochs)
             if not hasattr(schedule, "plan"):
                 raise ValueError(f"{type(self).__name__}'s schedule has no plan to estimate")
-            return self._estimate_plan(run, schedule, self.num_threads)
+            return optimizer._estimate_plan(run, schedule, self.num_threads)
         finally:
             run.budget.close_progress()
 

@@ -350,3 +350,14 @@ def test_a_proposer_that_repeats_its_rules_after_the_first_step_grows_no_text_in
     # above the actual (this fake never runs a later proposal; the shares expect 26% to), and much closer
     assert calls_before < 0.5 and 0.7 < calls <= 1.0  # measured: x0.45 before, x0.73 now
     assert prompt_before < 0.2 and 3 * prompt_before < prompt <= 1.0  # x0.13 before, x0.44 now
+
+
+def test_estimate_cost_with_rounds_estimates_the_first_round(lms):
+    task, opt = lms
+    fgo = FGO(metric=exact_metric, optimizer_lm=opt, num_threads=2, num_subsets=4, rounds=True, max_metric_calls=400,
+              update="rules", feedback="raw")
+    program, train, val = dspy.Predict("question -> answer"), word_examples(12), word_examples(16)[12:]
+    estimate = fgo.estimate_cost(program, trainset=train, valset=val)
+    result = fgo.compile(program, trainset=train, valset=val).fgo_result
+    assert result.accounting["estimate"] == estimate.to_dict()
+    assert estimate.planned_metric_calls < 400  # a round's plan (3 steps per subset), not the whole budget's
