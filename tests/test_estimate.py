@@ -3,8 +3,8 @@ usage after it. Offline, on the fake uppercase task.
 
 What the fakes do that the estimate cannot know, and so where it is off on them:
 - the fake critic writes ~18-token critiques (the estimate assumes 100), so the proposals' feedback is shorter;
-- the fake optimizer fixes every failure in the first step (the estimate assumes each step fixes half of what
-  is left), so with epochs=2 the second step never runs;
+- the fake optimizer fixes every failure in the first step (the estimate assumes a kept proposal fixes 15% of
+  what is left), so with epochs=2 the second step never runs;
 - every subset's fake rewrite (or rule) is the same text, so no merge calls the LM, is back-tested or has its
   rules pruned (the estimate expects merges).
 """
