@@ -63,12 +63,21 @@ def replayable(results: dict[str, Any], directory: Path, methods: set[str] | Non
         if (methods and name not in methods) or (seeds and int(seed) not in seeds) or not record_path.exists():
             continue
         args = parse_args(shlex.split(run["command"])[3:])  # "python -m benchmarks.run ..."
-        if args.fork_subsets_of or variant_options(name) is None:
+        if args.fork_subsets_of or not is_variant(name):
             continue
         record = json.loads(record_path.read_text())
         if not record.get("rounds"):  # rounds=True: a round's own plan, which estimate_cost does not make
             out.append((name, int(seed), args, record))
     return out
+
+
+def is_variant(name: str) -> bool:
+    """Whether ``name`` is an FGO variant of this commit (a name with a suffix of its own, such as
+    ``...+rounds-uncapped`` for a run of older code, is not)."""
+    try:
+        return variant_options(name) is not None
+    except ValueError:
+        return False
 
 
 def check(directory: Path, methods: set[str] | None = None, seeds: set[int] | None = None) -> list[dict[str, Any]]:

@@ -197,7 +197,8 @@ def test_held_out_scoring_calls_a_program_again_after_a_transient_error_and_scor
 
 def test_estimate_check_replays_a_stored_runs_estimate_and_skips_what_it_cannot_rebuild(tmp_path, monkeypatch):
     """benchmarks.estimate_check: the run rebuilt from its command gets the estimate it printed itself (same
-    code, data and LMs), set against what it spent; forked runs and DSPy's optimizers are skipped."""
+    code, data and LMs), set against what it spent; forked runs, DSPy's optimizers and names that are no
+    variant of this commit are skipped."""
     from benchmarks import estimate_check
 
     ctx, task, opt = _ctx()
@@ -205,8 +206,10 @@ def test_estimate_check_replays_a_stored_runs_estimate_and_skips_what_it_cannot_
     (tmp_path / "gepa-seed0.fgo.json").write_text("{}")
     command = "python -m benchmarks.run --task tracking --methods fgo+rules+tie --seeds 0"
     runs = {"fgo+rules+tie/seed0": {"command": command}, "gepa/seed0": {"command": command},
-            "fgo+rules+tie/seed1": {"command": command + " --fork-subsets-of fgo+rules+tie"}}
-    (tmp_path / "fgo+rules+tie-seed1.fgo.json").write_text("{}")
+            "fgo+rules+tie/seed1": {"command": command + " --fork-subsets-of fgo+rules+tie"},
+            "fgo+rules+tie-old/seed0": {"command": command}}
+    for name in ("fgo+rules+tie-seed1", "fgo+rules+tie-old-seed0"):
+        (tmp_path / f"{name}.fgo.json").write_text("{}")
     (tmp_path / "results.json").write_text(json.dumps({"runs": runs}))
     monkeypatch.setattr(estimate_check, "resolve_lms", lambda *args: (task, opt, None))
     monkeypatch.setattr(estimate_check, "load_task_of", lambda args: None)
