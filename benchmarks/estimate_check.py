@@ -29,10 +29,16 @@ from benchmarks.run import load_task_of, method_context, parse_args, resolve_lms
 COLUMNS = {  # column -> (section of an estimate / accounting, key); "optimizer_side" sums the optimizer-side roles
     "metric calls": (None, "metric_calls"),
     "task prompt tokens": ("task", "prompt_tokens"),
+    # DSPy's cache answers some runs (the seed's, cached by an earlier method) and they report no usage: per
+    # call, the cache does not count
+    "task prompt tokens per call": ("task", "prompt_tokens/calls"),
     "task completion tokens": ("task", "completion_tokens"),
     "optimizer calls": ("optimizer_side", "calls"),
     "optimizer prompt tokens": ("optimizer_side", "prompt_tokens"),
 }
+
+# the columns the +-25% count reads: the totals of task tokens also move with DSPy's cache
+SCORED = ("metric calls", "task prompt tokens per call", "optimizer calls", "optimizer prompt tokens")
 
 
 def usage(record: dict[str, Any], column: str) -> float:
@@ -40,8 +46,11 @@ def usage(record: dict[str, Any], column: str) -> float:
     section, key = COLUMNS[column]
     if section is None:
         return float(record.get(key) or 0)
-    part = record.get(section) if section == "optimizer_side" else record.get("roles", {}).get(section)
-    return float((part or {}).get(key) or 0)
+    part = (record.get(section) if section == "optimizer_side" else record.get("roles", {}).get(section)) or {}
+    if "/" in key:
+        numerator, denominator = key.split("/")
+        return float(part.get(numerator) or 0) / part[denominator] if part.get(denominator) else 0.0
+    return float(part.get(key) or 0)
 
 
 def ratios(estimate: dict[str, Any], actual: dict[str, Any]) -> dict[str, float | None]:
@@ -120,9 +129,9 @@ def table(rows: list[dict[str, Any]]) -> str:
         return f"{fmt(now)} ({fmt(then)})"
 
     frame = pd.DataFrame([{"run": r["run"], "budget": r["budget"], **{c: cell(r, c) for c in COLUMNS}} for r in rows])
-    within = sum(all(v is not None and 0.75 <= v <= 1.25 for v in r["ratios"].values()) for r in rows)
-    return (frame.to_string(index=False) + f"\nactual / estimate, this commit (stored); runs within +-25% in every "
-            f"column: {within} of {len(rows)}")
+    within = sum(all(r["ratios"][c] is not None and 0.75 <= r["ratios"][c] <= 1.25 for c in SCORED) for r in rows)
+    return (frame.to_string(index=False) + f"\nactual / estimate, this commit (stored); runs within +-25% in "
+            f"{', '.join(SCORED)}: {within} of {len(rows)}")
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
